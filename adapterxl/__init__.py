@@ -1,0 +1,35 @@
+"""adapterxl: cheap, reproducible intermediate-task transfer to many languages.
+
+Intermediate tasks train stackable adapters on a frozen multilingual encoder; target tasks train
+their own adapter stacked on an intermediate one (or fully fine-tune, as the baseline), and are
+evaluated zero-shot in every language of the task.
+"""
+
+__version__ = "0.1.0"
+
+from .config import DataConfig, RunConfig, TrainingConfig, load_runs  # noqa: E402
+from .errors import AdapterXLError, ConfigError, DataError, StoreError  # noqa: E402
+from .pipeline import RunResult, evaluate_setup, run, run_file  # noqa: E402
+from .store import AdapterStore, StoreEntry  # noqa: E402
+from .tasks import TASKS, Task, get_task  # noqa: E402
+
+__all__ = [
+    "AdapterStore",
+    "AdapterXLError",
+    "ConfigError",
+    "DataConfig",
+    "DataError",
+    "RunConfig",
+    "RunResult",
+    "StoreEntry",
+    "StoreError",
+    "TASKS",
+    "Task",
+    "TrainingConfig",
+    "__version__",
+    "evaluate_setup",
+    "get_task",
+    "load_runs",
+    "run",
+    "run_file",
+]

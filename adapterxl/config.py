@@ -1,0 +1,344 @@
+"""Run configs: dataclasses that load from and save to YAML losslessly, validated on load.
+
+A *run* is one training phase (an intermediate task, or a target task in one mode) followed by
+zero-shot evaluation. A config file holds either one run (its fields at the top level) or a
+pipeline: ``runs:`` (a list of runs, executed in order) with optional ``defaults:`` merged into
+each run. Relative paths in a config are relative to the current working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+# Composition modes. "fuse" (AdapterFusion) plugs into modeling.setup_mode in a later release.
+MODES = ("adapter", "stack", "full")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,99}$")
+
+
+def default_store() -> str:
+    """The adapter store used when a config names none: ``$ADAPTERXL_STORE`` or ``adapters_store``."""
+    return os.environ.get("ADAPTERXL_STORE", "adapters_store")
+
+
+@dataclass
+class DataConfig:
+    """Where a run's data comes from and how it is cut.
+
+    ``data_files`` maps a split (``train``, ``validation``, ``test``) to a local file (JSON Lines,
+    JSON, CSV, TSV or parquet; globs allowed) in the task's Hub schema; ``{lang}`` in the path is
+    replaced by the language code. Splits not listed come from the Hub. ``columns`` renames
+    schema roles to other column names (e.g. ``{text: sentence_a}``).
+    """
+
+    data_files: dict[str, str] = field(default_factory=dict)
+    columns: dict[str, str] = field(default_factory=dict)
+    max_seq_length: int = 128
+    max_train_examples: int | None = None
+    max_eval_examples: int | None = None
+    eval_split: str = "validation"
+    languages: list[str] | None = None  # evaluation languages; None: every language of the task
+
+
+@dataclass
+class TrainingConfig:
+    """Optimisation settings. ``learning_rate: null`` picks 1e-4 for adapters, 2e-5 for ``full``."""
+
+    learning_rate: float | None = None
+    epochs: float = 3.0
+    max_steps: int = -1
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    gradient_accumulation_steps: int = 1
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    eval_steps: int | None = None  # None: evaluate on the English dev set after every epoch
+    early_stopping_patience: int | None = None  # evaluations without improvement before stopping
+    bf16: str | bool = "auto"  # "auto": on when a bf16-capable GPU is present
+    group_by_length: bool = True
+    logging_steps: int = 50
+
+    def resolved_learning_rate(self, mode: str) -> float:
+        if self.learning_rate is not None:
+            return float(self.learning_rate)
+        return 2e-5 if mode == "full" else 1e-4
+
+
+@dataclass
+class RunConfig:
+    """One training phase and its zero-shot evaluation.
+
+    - ``model``: Hub id, local folder, or a built-in tiny backbone (``tiny-xlmr``, ``tiny-bert``).
+    - ``mode``: ``adapter`` (new adapter on the frozen model), ``stack`` (new adapter stacked on
+      the frozen ``intermediate`` adapters from the store) or ``full`` (all weights train).
+    - ``adapter``: any ``adapters`` config string (``seq_bn``, ``seq_bn[reduction_factor=8]``, ...).
+    - ``save_as``: the store entry (adapter modes) and run folder name; default derived.
+    """
+
+    task: str
+    model: str = "xlm-roberta-large"
+    mode: str = "adapter"
+    adapter: str = "seq_bn"
+    intermediate: list[str] = field(default_factory=list)
+    save_as: str | None = None
+    overwrite: bool = False
+    store: str = field(default_factory=default_store)
+    output_dir: str | None = None
+    seed: int = 42
+    data: DataConfig = field(default_factory=DataConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def name(self) -> str:
+        """The run's name: ``save_as``, or ``{task}-{mode}[-on-{intermediate}]-s{seed}``."""
+        if self.save_as:
+            return self.save_as
+        on = f"-on-{'+'.join(self.intermediate)}" if self.intermediate else ""
+        return f"{self.task}-{self.mode}{on}-s{self.seed}"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) if self.output_dir else Path("runs") / self.name
+
+    def validate(self) -> None:
+        """Check what can be checked without loading anything; raise ConfigError otherwise."""
+        from .tasks import get_task  # the registry validates task names with a suggestion
+
+        task = get_task(self.task)
+        if self.mode not in MODES:
+            raise ConfigError(f"unknown mode {self.mode!r}{_suggest(self.mode, MODES)}; choose one of {list(MODES)}")
+        if self.mode == "stack" and not self.intermediate:
+            raise ConfigError(
+                "mode 'stack' needs at least one intermediate adapter: set intermediate: [NAME] "
+                "to store entries trained in an earlier run (see `adapterxl store list`)"
+            )
+        if self.mode != "stack" and self.intermediate:
+            raise ConfigError(
+                f"intermediate adapters {self.intermediate} are only used in mode 'stack', not "
+                f"{self.mode!r}: set mode: stack or remove intermediate"
+            )
+        for name in [*self.intermediate, *([self.save_as] if self.save_as else [])]:
+            check_name(name)
+        if len(set(self.intermediate)) != len(self.intermediate):
+            raise ConfigError(f"intermediate lists an adapter twice: {self.intermediate}")
+        if self.save_as and self.save_as in self.intermediate:
+            raise ConfigError(f"save_as {self.save_as!r} is also an intermediate adapter: pick another name")
+        unknown = [lang for lang in self.data.languages or [] if lang not in task.languages]
+        if unknown:
+            raise ConfigError(
+                f"task {task.name!r} has no language(s) {unknown}; its languages are {list(task.languages)}"
+            )
+        splits = {"train", "validation", "test"}
+        bad = [k for k in self.data.data_files if k not in splits]
+        if bad:
+            raise ConfigError(f"data.data_files keys must be splits {sorted(splits)}, got {bad}")
+        if self.data.eval_split not in task.source.splits:
+            raise ConfigError(
+                f"task {task.name!r} has no labelled {self.data.eval_split!r} split; "
+                f"use data.eval_split: one of {sorted(task.source.splits)}"
+            )
+        bad_roles = [k for k in self.data.columns if k not in task.columns]
+        if bad_roles:
+            raise ConfigError(
+                f"data.columns renames unknown role(s) {bad_roles}; roles of task {task.name!r}: "
+                f"{sorted(task.columns)}"
+            )
+        positive = {
+            "data.max_seq_length": self.data.max_seq_length,
+            "training.batch_size": self.training.batch_size,
+            "training.eval_batch_size": self.training.eval_batch_size,
+            "training.gradient_accumulation_steps": self.training.gradient_accumulation_steps,
+        }
+        for key, value in positive.items():
+            if value <= 0:
+                raise ConfigError(f"{key} must be positive, got {value}")
+        if self.training.epochs <= 0 and self.training.max_steps <= 0:
+            raise ConfigError("set training.epochs > 0 or training.max_steps > 0")
+        if self.training.bf16 not in ("auto", True, False):
+            raise ConfigError(f"training.bf16 must be auto, true or false, got {self.training.bf16!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "config") -> RunConfig:
+        """Build a validated config; unknown keys and wrong types are errors naming the key."""
+        return _build(cls, data, where)
+
+
+def check_name(name: str) -> str:
+    """Store names become folder and adapter names: letters, digits, ``-`` and ``_`` only."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise ConfigError(
+            f"invalid adapter name {name!r}: use 1-100 letters, digits, '-' or '_', starting with a "
+            "letter or digit (no '/', '.', ',' or spaces)"
+        )
+    return name
+
+
+def _suggest(value: str, choices) -> str:
+    close = difflib.get_close_matches(str(value), list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_type(value: Any, hint: Any, where: str) -> Any:
+    """Check ``value`` against a simple type hint; ints are accepted where floats are."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        for arg in args:
+            try:
+                return _check_type(value, arg, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: expected {hint}, got {value!r}")
+    if hint is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{where}: expected null, got {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_check_type(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return {str(k): _check_type(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    if hint is float:
+        if isinstance(value, str):  # YAML reads 1e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint is bool and isinstance(value, bool):
+        return value
+    if hint is str and isinstance(value, str):
+        return value
+    raise ConfigError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+def _build(cls, data: Any, where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of {cls.__name__} fields, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        key = unknown[0]
+        raise ConfigError(
+            f"{where}: unknown key {key!r}{_suggest(key, fields)}; valid keys: {sorted(fields)}"
+        )
+    kwargs = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, f"{where}.{key}")
+        else:
+            kwargs[key] = _check_type(value, hint, f"{where}.{key}")
+    missing = [
+        name for name, f in fields.items()
+        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{where}: missing required key(s) {missing}")
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_runs(data: Any, where: str = "config") -> list[RunConfig]:
+    """Turn a parsed YAML document (one run, or ``runs:`` + ``defaults:``) into run configs."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    if "runs" not in data:
+        return [RunConfig.from_dict(data, where)]
+    extra = [k for k in data if k not in ("runs", "defaults")]
+    if extra:
+        raise ConfigError(f"{where}: a pipeline file has only 'runs' and 'defaults', not {extra}")
+    defaults = data.get("defaults") or {}
+    runs = data["runs"]
+    if not isinstance(runs, list) or not runs:
+        raise ConfigError(f"{where}: 'runs' must be a non-empty list of runs")
+    configs = [RunConfig.from_dict(_merge(defaults, run or {}), f"{where}: runs[{i}]") for i, run in enumerate(runs)]
+    names = [c.name for c in configs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{where}: several runs are named {dupes}: give each a distinct save_as")
+    return configs
+
+
+def load_runs(path: str | Path, overrides: dict[str, Any] | None = None) -> list[RunConfig]:
+    """Read a YAML config file; ``overrides`` (dotted keys) apply to every run."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if overrides:
+        data = apply_overrides(data, overrides)
+    return parse_runs(data, str(path))
+
+
+def apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
+    """Apply ``{"training.learning_rate": 1e-4}``-style overrides to every run of a document."""
+    nested: dict = {}
+    for dotted, value in overrides.items():
+        node = nested
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    if isinstance(data, dict) and "runs" in data:
+        return {**data, "runs": [_merge(run or {}, nested) for run in data["runs"]]}
+    return _merge(data or {}, nested)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse a ``key=value`` command-line override; the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not KEY=VALUE (e.g. training.learning_rate=1e-4)")
+    key, value = text.split("=", 1)
+    return key.strip(), yaml.safe_load(value)
+
+
+def dump_runs(configs: list[RunConfig], path: str | Path, header: str = "") -> Path:
+    """Save configs as YAML (one run at the top level, several under ``runs:``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data: Any = configs[0].to_dict() if len(configs) == 1 else {"runs": [c.to_dict() for c in configs]}
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    path.write_text((header + "\n" if header else "") + text, encoding="utf-8")
+    return path

@@ -1,0 +1,135 @@
+"""Dataset sources: the Hub (id, config, split, revision) or local files in the same schema.
+
+Every loader returns a ``datasets.Dataset`` whose columns are the task family's *roles* (for
+classification: text, text_pair, label) with labels as indices, so nothing downstream depends on
+where the data came from. Problems (dataset unreachable, file missing, column missing, label
+unknown, empty split) are DataErrors raised here, before any training starts.
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import DataConfig
+from .errors import DataError
+from .tasks import Task
+
+_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
+
+
+@dataclass
+class TaskData:
+    """The data of one run: English train and dev sets, and one evaluation set per language."""
+
+    train: object | None
+    dev: object | None
+    evaluation: dict[str, object] = field(default_factory=dict)
+
+    def sizes(self) -> dict:
+        return {
+            "train": len(self.train) if self.train is not None else 0,
+            "dev": len(self.dev) if self.dev is not None else 0,
+            "evaluation": {lang: len(ds) for lang, ds in self.evaluation.items()},
+        }
+
+
+def load_task_data(task: Task, data: DataConfig, train: bool = True) -> TaskData:
+    """Load everything a run needs: English train + dev (if ``train``) and every evaluation
+    language's ``data.eval_split``. Evaluation sets are capped at ``data.max_eval_examples``."""
+    languages = data.languages or list(task.languages)
+    lang = task.train_language
+    train_ds = dev_ds = None
+    if train:
+        train_ds = load_split(task, "train", lang, data, data.max_train_examples)
+        dev_ds = load_split(task, "validation", lang, data, data.max_eval_examples)
+    evaluation = {}
+    for language in languages:
+        if train and language == lang and data.eval_split == "validation":
+            evaluation[language] = dev_ds  # same rows: load once
+        else:
+            evaluation[language] = load_split(task, data.eval_split, language, data, data.max_eval_examples)
+    return TaskData(train_ds, dev_ds, evaluation)
+
+
+def load_split(task: Task, split: str, language: str, data: DataConfig, max_examples: int | None = None):
+    """One split of one language of ``task``, renamed to roles, labels normalised, capped."""
+    if split in data.data_files:
+        raw, where = _load_local(data.data_files[split], language, task, split)
+    else:
+        raw, where = _load_hub(task, split, language)
+    ds = _select_roles(raw, task, data.columns, where)
+    ds = task.impl.prepare(ds, task, where)
+    if max_examples is not None:
+        ds = ds.select(range(min(max_examples, len(ds))))
+    if len(ds) == 0:
+        raise DataError(f"{where}: the {split} split of task {task.name!r} ({language}) has no labelled rows")
+    return ds
+
+
+def _load_local(template: str, language: str, task: Task, split: str):
+    import datasets
+
+    path = template.replace("{lang}", language)
+    files = sorted(glob.glob(path))
+    if not files:
+        raise DataError(
+            f"no file matches {path!r} (data.data_files.{split} of task {task.name!r}, language "
+            f"{language!r}); check the path, or use {{lang}} in it for per-language files"
+        )
+    suffix = Path(files[0]).suffix.lower()
+    builder = _BUILDERS.get(suffix)
+    if builder is None:
+        raise DataError(f"{files[0]}: unsupported file type {suffix!r}; use one of {sorted(_BUILDERS)}")
+    kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
+    where = files[0] if len(files) == 1 else f"{path} ({len(files)} files)"
+    try:
+        ds = datasets.load_dataset(builder, data_files=files, split="train", **kwargs)
+    except Exception as exc:  # datasets raises many types for unreadable files
+        raise DataError(f"{where}: could not read as {builder}: {type(exc).__name__}: {_first_line(exc)}") from exc
+    return ds, where
+
+
+def _load_hub(task: Task, split: str, language: str):
+    import datasets
+
+    src = task.source
+    if split not in src.splits:
+        raise DataError(
+            f"task {task.name!r} has no labelled {split!r} split on the Hub (has {sorted(src.splits)}); "
+            f"point data.data_files.{split} at a local file instead"
+        )
+    config = src.config_for(language)
+    where = f"Hub dataset {src.path!r}" + (f", config {config!r}" if config else "") + f", split {src.splits[split]!r}"
+    try:
+        ds = datasets.load_dataset(src.path, config, split=src.splits[split], revision=src.revision)
+    except Exception as exc:  # offline, unknown id or config, gated: all end here
+        columns = ", ".join(task.columns.values())
+        raise DataError(
+            f"could not load {where} ({type(exc).__name__}: {_first_line(exc)}). If this machine is "
+            f"offline or cannot reach the Hub, point the task at local files in the same schema "
+            f"(columns: {columns}), e.g. data.data_files.{split}: path/to/{task.name}/{{lang}}/{split}.jsonl"
+        ) from exc
+    return ds, where
+
+
+def _select_roles(ds, task: Task, overrides: dict[str, str], where: str):
+    columns = {**task.columns, **overrides}
+    missing = {role: col for role, col in columns.items() if col not in ds.column_names}
+    if missing:
+        wanted = ", ".join(f"{col!r} (role {role})" for role, col in missing.items())
+        raise DataError(
+            f"{where}: missing column(s) {wanted}; the data has columns {ds.column_names}. Rename the "
+            f"columns in the data, or map roles to your columns with data.columns, e.g. "
+            f"{{{next(iter(missing))}: YOUR_COLUMN}}"
+        )
+    ds = ds.select_columns(list(dict.fromkeys(columns.values())))
+    # Rename through temporary names so that swapped names (text <- label, ...) cannot collide.
+    ds = ds.rename_columns({col: f"__role_{role}" for role, col in columns.items()})
+    return ds.rename_columns({f"__role_{role}": role for role in columns})
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "no message"

@@ -1,0 +1,228 @@
+"""Offline stand-ins for the Hub: tiny random backbones and synthetic NLI data in the Hub schema.
+
+Nothing here is a real model or a real dataset. The tiny backbones have the exact architecture of
+XLM-R / BERT (so every code path of adapterxl runs on them) with random weights and a tokenizer
+trained on the multilingual text that ships in ``resources/nli_lexicon.json``; the synthetic NLI
+data follow one simple label rule in eight languages, written in the schema of ``nyu-mll/glue``
+``mnli`` and ``facebook/xnli``. Results on them only show that the pipeline runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+# Name -> architecture. Bump the version suffix whenever the build below changes, so that caches
+# built by an older adapterxl are not reused.
+TINY_BACKBONES = {"tiny-xlmr": "xlm-roberta", "tiny-bert": "bert"}
+_BUILD_VERSION = "v1"
+
+NLI_LABELS = ("entailment", "neutral", "contradiction")  # MNLI / XNLI ClassLabel order
+
+
+def cache_dir() -> Path:
+    """Where adapterxl keeps what it builds once (``$ADAPTERXL_CACHE`` or ``~/.cache/adapterxl``)."""
+    root = os.environ.get("ADAPTERXL_CACHE") or Path.home() / ".cache" / "adapterxl"
+    return Path(root)
+
+
+@cache
+def lexicon() -> dict:
+    """The parallel word lists and sentence templates that ship with the package."""
+    text = resources.files("adapterxl").joinpath("resources/nli_lexicon.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def fixture_languages() -> tuple[str, ...]:
+    """Languages of the synthetic NLI data (English first)."""
+    return tuple(lexicon()["languages"])
+
+
+def _fill(template: str, lang: str, **slots: dict) -> str:
+    return template.format(**{k: v[lang] for k, v in slots.items()})
+
+
+def nli_examples(lang: str, n: int, seed: int) -> list[dict]:
+    """``n`` synthetic NLI examples in ``lang``: dicts with premise, hypothesis and label (0-2).
+
+    The same seed gives the same examples in every language (a parallel corpus), as XNLI is.
+    The label follows from the hypothesis, as in real NLI data: restating the premise's attribute,
+    place or action entails it; negating one of them (or using the attribute's antonym)
+    contradicts it; a statement about another subject is neutral.
+    """
+    lex = lexicon()
+    if lang not in lex["languages"]:
+        raise ValueError(f"no synthetic data for language {lang!r}; have {lex['languages']}")
+    tpl = lex["templates"][lang]
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        noun, other_noun = rng.sample(lex["nouns"], 2)
+        place, other_place = rng.sample(lex["places"], 2)
+        verb = rng.choice(lex["verbs"])
+        pair, other_pair = rng.sample(lex["adjective_pairs"], 2)
+        flip = rng.random() < 0.5
+        adj, antonym = (pair[1], pair[0]) if flip else (pair[0], pair[1])
+        unrelated = rng.choice(other_pair)
+        label = rng.randrange(3)
+        kind, slots = rng.choice(
+            [
+                [("attr", {"noun": noun, "adj": adj}), ("loc", {"noun": noun, "place": place}),
+                 ("act", {"noun": noun, "verb": verb})],
+                [("attr", {"noun": other_noun, "adj": unrelated}), ("act", {"noun": other_noun, "verb": verb}),
+                 ("loc", {"noun": other_noun, "place": other_place})],
+                [("neg", {"noun": noun, "adj": adj}), ("negact", {"noun": noun, "verb": verb}),
+                 ("attr", {"noun": noun, "adj": antonym})],
+            ][label]
+        )
+        premise = _fill(tpl["premise"], lang, adj=adj, noun=noun, verb=verb, place=place)
+        out.append({"premise": premise, "hypothesis": _fill(tpl[kind], lang, **slots), "label": label})
+    return out
+
+
+def multilingual_text(lines_per_language: int = 400) -> list[str]:
+    """The multilingual training text of the tiny tokenizers: every lexicon word and many
+    sentences built from the templates, in all fixture languages."""
+    lex = lexicon()
+    lines = []
+    for lang in lex["languages"]:
+        words = [row[lang] for key in ("nouns", "places", "verbs") for row in lex[key]]
+        words += [row[lang] for pair in lex["adjective_pairs"] for row in pair]
+        lines.append(" ".join(words))
+        for ex in nli_examples(lang, lines_per_language, seed=1234):
+            lines += [ex["premise"], ex["hypothesis"]]
+    return lines
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    """Write ``rows`` as JSON Lines (UTF-8), creating parent folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
+
+
+def write_nli_fixture(
+    root: Path,
+    *,
+    mnli_train: int = 2000,
+    xnli_train: int = 300,
+    dev: int = 300,
+    languages: tuple[str, ...] | None = None,
+) -> dict[str, dict[str, str]]:
+    """Write MNLI-like and XNLI-like JSON Lines files under ``root`` in the Hub schemas.
+
+    MNLI (``nyu-mll/glue`` ``mnli``): premise, hypothesis, label, idx; English only.
+    XNLI (``facebook/xnli``): premise, hypothesis, label; one file per language and split.
+    Returns, per task, the ``data_files`` mapping a run config takes (``{lang}`` templated).
+    """
+    root = Path(root)
+    languages = languages or fixture_languages()
+    mnli = {"train": nli_examples("en", mnli_train, seed=1), "validation": nli_examples("en", dev, seed=2)}
+    for split, rows in mnli.items():
+        write_jsonl(root / "mnli" / f"{split}.jsonl", [dict(r, idx=i) for i, r in enumerate(rows)])
+    # Different seeds from MNLI: the target task sees new sentences, like a real target task.
+    for lang in languages:
+        write_jsonl(root / "xnli" / lang / "train.jsonl", nli_examples(lang, xnli_train, seed=3))
+        for split, seed in (("validation", 4), ("test", 5)):
+            write_jsonl(root / "xnli" / lang / f"{split}.jsonl", nli_examples(lang, dev, seed=seed))
+    return {
+        "mnli": {s: str(root / "mnli" / f"{s}.jsonl") for s in ("train", "validation")},
+        "xnli": {s: str(root / "xnli" / "{lang}" / f"{s}.jsonl") for s in ("train", "validation", "test")},
+    }
+
+
+def _train_tokenizer(arch: str):
+    """Train a tokenizer of the architecture's kind on the shipped multilingual text."""
+    from tokenizers import SentencePieceBPETokenizer, processors
+    from tokenizers.implementations import BertWordPieceTokenizer
+    from transformers import BertTokenizerFast, XLMRobertaTokenizerFast
+
+    text = multilingual_text()
+    if arch == "xlm-roberta":
+        # SentencePiece-style subwords with the "▁" word marker and XLM-R's special tokens and ids.
+        # (BPE rather than XLM-R's unigram model: on this small corpus the unigram trainer stops at
+        # single characters for common words, which makes a poor smoke-test tokenizer.)
+        specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+        tok = SentencePieceBPETokenizer(unk_token="<unk>")
+        tok.train_from_iterator(text, vocab_size=1500, special_tokens=specials)
+        tok.post_processor = processors.TemplateProcessing(
+            single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+            special_tokens=[("<s>", 0), ("</s>", 2)],
+        )
+        return XLMRobertaTokenizerFast(
+            tokenizer_object=tok._tokenizer, bos_token="<s>", eos_token="</s>", sep_token="</s>",
+            cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
+            model_max_length=512,
+        )
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = BertWordPieceTokenizer(lowercase=False, strip_accents=False)
+    tok.train_from_iterator(text, vocab_size=1500, special_tokens=specials)
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A:0 [SEP]:0 $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    return BertTokenizerFast(
+        tokenizer_object=tok._tokenizer, unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]",
+        cls_token="[CLS]", mask_token="[MASK]", do_lower_case=False, model_max_length=512,
+    )
+
+
+def _tiny_config(arch: str, tokenizer):
+    from transformers import BertConfig, XLMRobertaConfig
+
+    # A wider init than BERT's 0.02: with 0.02, a frozen random 2-layer model maps every input to
+    # nearly the same first-token vector, and adapters on it cannot learn anything. No dropout, so
+    # that tests can check that every mode memorises a tiny training set in a few steps.
+    shape = dict(
+        initializer_range=0.1, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256,
+        vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+    )
+    if arch == "xlm-roberta":
+        # XLM-R offsets positions by padding_idx + 1, hence 512 + 2 positions.
+        return XLMRobertaConfig(
+            max_position_embeddings=514, type_vocab_size=1, bos_token_id=0, eos_token_id=2, **shape
+        )
+    return BertConfig(max_position_embeddings=512, type_vocab_size=2, **shape)
+
+
+def build_tiny_backbone(name: str, root: Path | None = None) -> Path:
+    """Build (once, then reuse) the tiny random backbone ``name`` and return its folder.
+
+    The folder holds a ``save_pretrained`` model and tokenizer, loadable by ``from_pretrained``
+    like any Hub checkpoint. Weights are seeded, so every build is identical.
+    """
+    if name not in TINY_BACKBONES:
+        raise ValueError(f"unknown tiny backbone {name!r}; choose one of {sorted(TINY_BACKBONES)}")
+    root = Path(root) if root else cache_dir() / "backbones"
+    target = root / f"{name}-{_BUILD_VERSION}"
+    if (target / "config.json").is_file():
+        return target
+    import torch
+    from transformers import AutoModel
+
+    arch = TINY_BACKBONES[name]
+    tokenizer = _train_tokenizer(arch)
+    torch.manual_seed(0)
+    model = AutoModel.from_config(_tiny_config(arch, tokenizer))
+    root.mkdir(parents=True, exist_ok=True)
+    # Build in a temporary folder and rename, so an interrupted build leaves no half model.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)
+    except OSError:
+        if not (target / "config.json").is_file():  # lost a race with another build: fine
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

@@ -1,0 +1,268 @@
+"""One path from a run config to a trained, evaluated and stored result.
+
+``run(config)``: check everything that can be checked (task, languages, adapter config, store
+entries, base-model match, data loadable with the right columns and labels) *before* training;
+then build the model for the mode, train on English with English dev selection, evaluate zero-shot
+on every language, save the adapter (or setup) atomically to the store, and write a manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import __version__
+from .config import DataConfig, RunConfig, dump_runs, load_runs
+from .data import load_task_data
+from .errors import ConfigError, StoreError
+from .evaluation import evaluate_languages, summarize
+from .modeling import (
+    check_compatible,
+    check_stack,
+    count_parameters,
+    entry_kind,
+    load_backbone,
+    load_stored,
+    model_identity,
+    parse_adapter_config,
+    save_to_folder,
+    setup_mode,
+)
+from .store import AdapterStore, StoreEntry, model_card
+from .tasks import get_task
+from .training import train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    """What a run produced: metrics per language and where its artefacts are."""
+
+    name: str
+    task: str
+    mode: str
+    metrics: dict[str, dict[str, float]]
+    summary: dict[str, float]
+    run_dir: str
+    store_entry: str | None = None
+    model_dir: str | None = None
+    manifest: dict = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "manifest"}
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries that decide the numbers."""
+    import adapters
+    import datasets
+    import torch
+    import transformers
+
+    return {
+        "adapterxl": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "adapters": adapters.__version__,
+        "datasets": datasets.__version__,
+    }
+
+
+def git_commit() -> str | None:
+    """The commit of the adapterxl source tree, with ``-dirty`` for uncommitted changes; None when
+    adapterxl is not running from a git checkout."""
+    src = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "."], cwd=src, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("-dirty" if dirty else "")
+
+
+def preflight(config: RunConfig) -> list[StoreEntry]:
+    """Every check that needs no model and no data: adapter config, store entries, base-model
+    match, store and run folder writable. Returns the intermediate store entries."""
+    store = AdapterStore(config.store)
+    if config.mode != "full":
+        parse_adapter_config(config.adapter)
+        store.check_writable(config.name, config.overwrite)
+    intermediates = [store.get(name) for name in config.intermediate]
+    for entry in intermediates:
+        check_compatible(entry, config.model)
+    if config.mode == "stack":
+        check_stack(config.adapter, intermediates)
+    if (config.run_dir / "manifest.json").is_file() and not config.overwrite:
+        raise ConfigError(
+            f"run folder {str(config.run_dir)!r} already holds a finished run: choose another save_as "
+            "or output_dir, or set overwrite: true"
+        )
+    return intermediates
+
+
+def run(config: RunConfig) -> RunResult:
+    """Train and evaluate one run; see the module docstring."""
+    from transformers import set_seed
+
+    started = time.perf_counter()
+    task = get_task(config.task)
+    intermediates = preflight(config)
+    data = load_task_data(task, config.data)  # all data errors surface here, before training
+
+    set_seed(config.seed)
+    model, tokenizer = load_backbone(config.model)
+    setup_mode(model, config.mode, config.name, task, config.adapter, intermediates)
+    params = count_parameters(model)
+    family = task.impl
+    train_ds = family.encode(data.train, tokenizer, config.data.max_seq_length)
+    dev_ds = family.encode(data.dev, tokenizer, config.data.max_seq_length)
+
+    run_dir = config.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trained = train(
+        model, tokenizer, family, train_ds, dev_ds, config.training, config.mode, run_dir / "trainer", config.seed
+    )
+    metrics = evaluate_languages(
+        model, tokenizer, task, data.evaluation, config.training.eval_batch_size,
+        config.data.max_seq_length, config.training.bf16,
+    )
+    summary = summarize(metrics, family.main_metric, task.train_language)
+
+    manifest = {
+        "name": config.name,
+        "task": task.name,
+        "task_family": task.family,
+        "labels": list(task.labels),
+        "mode": config.mode,
+        "adapter_config": None if config.mode == "full" else config.adapter,
+        "base_model": config.model,
+        "setup": [*config.intermediate, config.name] if config.mode != "full" else None,
+        "head": config.name,
+        "seed": config.seed,
+        "config": config.to_dict(),
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "device": str(next(model.parameters()).device),
+        "parameters": params,
+        "data_sizes": data.sizes(),
+        "dev": {"metric": family.main_metric, "best": trained.best_dev, "best_step": trained.best_step,
+                "steps": trained.steps},
+        "eval_split": config.data.eval_split,
+        "metrics": metrics,
+        "summary": summary,
+        "train_seconds": round(trained.seconds, 2),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    result = RunResult(config.name, task.name, config.mode, metrics, summary, str(run_dir))
+    if config.mode == "full":
+        result.model_dir = str(_save_full_model(model, tokenizer, run_dir / "model"))
+    else:
+        manifest["kind"] = entry_kind(config.mode)
+        entry = AdapterStore(config.store).save(
+            config.name, lambda folder: save_to_folder(model, config.mode, config.name, folder),
+            manifest, model_card(manifest),
+        )
+        result.store_entry = str(entry.path)
+    manifest["wall_seconds"] = round(time.perf_counter() - started, 2)
+    dump_runs([config], run_dir / "config.yaml")
+    _write_json(run_dir / "manifest.json", manifest)
+    result.manifest = manifest
+    return result
+
+
+def _save_full_model(model, tokenizer, target: Path) -> Path:
+    """Save a fully fine-tuned model (with its head) atomically: temp folder, then rename."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".model-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def run_file(path: str | Path, overrides: dict | None = None) -> list[RunResult]:
+    """Run every run of a config file in order; write ``<config>.results.json`` next to it."""
+    path = Path(path)
+    configs = load_runs(path, overrides)
+    results = []
+    out = path.with_name(path.stem + ".results.json")
+    for config in configs:
+        results.append(run(config))
+        _write_json(out, {"config": str(path), "runs": [r.to_dict() for r in results]})
+    return results
+
+
+def evaluate_setup(
+    task_name: str,
+    adapter: str | None = None,
+    model: str | None = None,
+    store: str | None = None,
+    data: DataConfig | None = None,
+    batch_size: int = 64,
+    bf16: bool | str = "auto",
+) -> dict:
+    """Evaluate a stored adapter or setup (``adapter``), or a fully fine-tuned model folder
+    (``model`` alone), on ``task_name`` in ``data.languages`` (default: all of the task's).
+
+    The backbone is the entry's base model unless ``model`` names another location of the same
+    model (a local copy). Returns ``{"metrics": {lang: {...}}, "summary": {...}, ...}``.
+    """
+    from .config import default_store
+
+    task = get_task(task_name)
+    data = data or DataConfig()
+    if data.languages:
+        unknown = [lang for lang in data.languages if lang not in task.languages]
+        if unknown:
+            raise ConfigError(f"task {task.name!r} has no language(s) {unknown}; its languages are {list(task.languages)}")
+    if adapter is None and model is None:
+        raise ConfigError("name a stored adapter (--adapter NAME) or a fine-tuned model folder (--model PATH)")
+    entry = AdapterStore(store or default_store()).get(adapter) if adapter else None
+    if entry and model and model_identity(model) != model_identity(entry.base_model):
+        raise StoreError(
+            f"adapter {entry.name!r} was trained on base model {entry.base_model!r}, not {model!r}: "
+            "leave out --model to use the adapter's own base model"
+        )
+    datasets = load_task_data(task, data, train=False).evaluation
+    backbone, tokenizer = load_backbone(model or entry.base_model)
+    head = load_stored(backbone, entry) if entry else backbone.active_head
+    if head is None or head not in backbone.heads:
+        raise ConfigError(f"model {model!r} has no prediction head: evaluate a model saved by a 'full' run")
+    problem = task.impl.check_head(backbone, head, task)
+    if problem:
+        raise ConfigError(f"cannot evaluate on {task.name!r}: {problem}")
+    metrics = evaluate_languages(backbone, tokenizer, task, datasets, batch_size, data.max_seq_length, bf16)
+    return {
+        "task": task.name,
+        "adapter": adapter,
+        "model": model or entry.base_model,
+        "eval_split": data.eval_split,
+        "metrics": metrics,
+        "summary": summarize(metrics, task.impl.main_metric, task.train_language),
+    }

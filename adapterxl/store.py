@@ -1,0 +1,208 @@
+"""The local adapter store: one folder per trained adapter or saved adapter setup.
+
+Layout of ``<store>/<name>/``:
+
+- the ``adapters`` library's own files in safetensors: ``adapter_config.json``,
+  ``adapter.safetensors``, ``head_config.json``, ``head.safetensors`` for a single adapter; or
+  ``adapter_setup.json`` plus one subfolder per adapter and head for a setup (a stack);
+- ``manifest.json``: task, mode, adapter config, base model, composition, training config, seed,
+  versions, data sizes, metrics per language and the sha256 of every file;
+- ``README.md``: a model card with Hub metadata.
+
+A single adapter loads with plain ``adapters`` code: ``model.load_adapter(path,
+use_safetensors=True)``; a setup with ``model.load_adapter_setup(path, use_safetensors=True)``.
+Writes are atomic: a new version is written to a hidden temporary folder and renamed into place,
+so an interrupted save never leaves a half-written entry and never destroys the previous one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import check_name
+from .errors import StoreError
+
+MANIFEST = "manifest.json"
+CARD = "README.md"
+
+
+@dataclass(frozen=True)
+class StoreEntry:
+    """A finished store entry and its manifest."""
+
+    name: str
+    path: Path
+    manifest: dict
+
+    @property
+    def kind(self) -> str:
+        """``adapter`` (one adapter + head) or ``setup`` (a composition saved as a whole)."""
+        return self.manifest["kind"]
+
+    @property
+    def base_model(self) -> str:
+        return self.manifest["base_model"]
+
+
+class AdapterStore:
+    """A folder of store entries. Hidden folders (``.tmp-*``, ``.old-*``) are work in progress."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        if self.root.is_dir():
+            self._recover()
+
+    def path(self, name: str) -> Path:
+        """The folder of entry ``name``; names that could escape the store are rejected."""
+        check_name(name)
+        path = (self.root / name).resolve()
+        if path.parent != self.root.resolve():
+            raise StoreError(f"adapter name {name!r} points outside the store {str(self.root)!r}")
+        return path
+
+    def has(self, name: str) -> bool:
+        return (self.path(name) / MANIFEST).is_file()
+
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if not p.name.startswith(".") and (p / MANIFEST).is_file())
+
+    def get(self, name: str) -> StoreEntry:
+        """The entry ``name``; a missing one is a StoreError listing what the store holds."""
+        path = self.path(name)
+        if not (path / MANIFEST).is_file():
+            have = self.names()
+            listing = f"it holds {have}" if have else "it is empty"
+            raise StoreError(
+                f"adapter {name!r} is not in the store {str(self.root)!r} ({listing}). Train it first "
+                f"(e.g. `adapterxl train --task mnli --save-as {name}`), or point the run at the store "
+                "that holds it with `store:`"
+            )
+        try:
+            manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise StoreError(f"{path / MANIFEST} is not valid JSON ({exc}); the entry is damaged") from None
+        return StoreEntry(name, path, manifest)
+
+    def entries(self) -> list[StoreEntry]:
+        return [self.get(name) for name in self.names()]
+
+    def check_writable(self, name: str, overwrite: bool) -> None:
+        """Raise before training when saving ``name`` would later fail."""
+        if self.has(name) and not overwrite:
+            raise StoreError(
+                f"the store {str(self.root)!r} already has an adapter named {name!r}: choose another "
+                "save_as, or set overwrite: true to replace it"
+            )
+
+    def save(self, name: str, write: Callable[[Path], None], manifest: dict, card: str) -> StoreEntry:
+        """Atomically (re)place entry ``name``: ``write(folder)`` writes the adapter files, then the
+        manifest (with checksums) and card are added, and the folder is renamed into place."""
+        final = self.path(name)
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
+        try:
+            tmp.mkdir()
+            write(tmp)
+            manifest = {**manifest, "name": name, "files": checksums(tmp)}
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", "utf-8")
+            (tmp / CARD).write_text(card, encoding="utf-8")
+            if final.exists():
+                old = self.root / f".old-{name}-{uuid.uuid4().hex[:8]}"
+                final.rename(old)
+                tmp.rename(final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                tmp.rename(final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return self.get(name)
+
+    def _recover(self) -> None:
+        """Undo what a crash between the two renames of ``save`` left: put the old version back.
+        (Abandoned ``.tmp-*`` folders are left alone: another process may be writing them; they
+        are never listed or loaded.)"""
+        for hidden in self.root.glob(".old-*"):
+            name = hidden.name[len(".old-"):].rsplit("-", 1)[0]
+            if not (self.root / name).exists():
+                hidden.rename(self.root / name)
+            else:
+                shutil.rmtree(hidden, ignore_errors=True)
+
+
+def checksums(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder``, by path relative to it."""
+    out = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        out[path.relative_to(folder).as_posix()] = digest.hexdigest()
+    return out
+
+
+def model_card(manifest: dict) -> str:
+    """A Hub model card (README.md with metadata) for a store entry's manifest."""
+    import yaml
+
+    from .tasks import get_task
+
+    task = get_task(manifest["task"])
+    languages = sorted(manifest.get("metrics", {})) or list(task.languages)
+    meta = {
+        "library_name": "adapter-transformers",
+        "base_model": manifest["base_model"],
+        "tags": ["adapter-transformers", "adapterxl", manifest["task"], manifest.get("adapter_config") or "full"],
+        "datasets": [task.source.path],
+        "language": languages,
+    }
+    summary = manifest.get("summary", {})
+    metric = summary.get("metric", task.metric)
+    rows = "\n".join(
+        f"| {lang} | {scores[metric]:.2f} |" for lang, scores in sorted(manifest.get("metrics", {}).items())
+    )
+    setup = manifest.get("setup") or [manifest["name"]]
+    if manifest["kind"] == "adapter":
+        load = (
+            f'model.load_adapter("PATH", load_as="{manifest["name"]}", set_active=True, use_safetensors=True)'
+        )
+    else:
+        load = 'model.load_adapter_setup("PATH", set_active=True, use_safetensors=True)'
+    return f"""---
+{yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).strip()}
+---
+
+# {manifest["name"]}
+
+A `{manifest.get("adapter_config")}` adapter for **{task.name}** ({task.description}) on
+`{manifest["base_model"]}`, trained with adapterxl in mode
+`{manifest["mode"]}` (composition: `{" -> ".join(setup)}`), seed {manifest.get("seed")}.
+Model selection used the English dev set only; other languages are zero-shot.
+
+## Usage
+
+```python
+from adapters import AutoAdapterModel
+
+model = AutoAdapterModel.from_pretrained("{manifest["base_model"]}")
+{load}
+```
+
+## Results ({manifest.get("eval_split", "validation")} split, {metric} in percent)
+
+| language | {metric} |
+|---|---|
+{rows}
+
+Average over languages: {summary.get("avg", float("nan")):.2f}; zero-shot average (without
+{task.train_language}): {summary.get("avg_zero_shot", float("nan")):.2f}.
+"""

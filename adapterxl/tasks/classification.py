@@ -1,0 +1,125 @@
+"""Sentence and sentence-pair classification (MNLI, QQP, XNLI, PAWS-X, ...).
+
+Roles: ``text``, optional ``text_pair``, ``label``. Head: the ``adapters`` classification head
+(dense + tanh + projection over the first token). Metric: accuracy, as XTREME computes it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import DataError
+from ..metrics import accuracy
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+    from . import Task
+
+MISSING_LABEL = -1  # GLUE / SNLI / PAWS-X convention for "no gold label": such rows are dropped
+
+
+class ClassificationFamily:
+    name = "classification"
+    main_metric = "accuracy"
+    roles = ("text", "text_pair", "label")
+
+    # -- data ---------------------------------------------------------------------------------
+    def prepare(self, ds: Dataset, task: Task, where: str) -> Dataset:
+        """Normalise labels of a dataset already renamed to roles: names or numbers -> 0..n-1.
+
+        Rows with label -1 (no gold label) are dropped; any other value outside the task's label
+        set is a DataError naming the value, the row and the valid labels.
+        """
+        labels = task.labels
+        mapping: dict[Any, int] = {}
+        bad = []
+        for value in ds.unique("label"):
+            index = _label_index(value, labels)
+            if index is None:
+                bad.append(value)
+            else:
+                mapping[value] = index
+        if bad:
+            column = ds["label"]
+            row = next(i for i, v in enumerate(column) if v in bad)
+            raise DataError(
+                f"{where}: label {bad[0]!r} (row {row}, line {row + 1} of a JSON Lines file) is not in "
+                f"the label set of task {task.name!r}: {list(labels)} (or their indices "
+                f"0..{len(labels) - 1}; -1 marks a row without gold label). Fix the data or the "
+                "column mapping (data.columns.label)."
+            )
+        if MISSING_LABEL in mapping.values():
+            ds = ds.filter(lambda v: mapping[v] != MISSING_LABEL, input_columns="label")
+        if any(k != v for k, v in mapping.items()):
+            ds = ds.map(lambda b: {"label": [mapping[v] for v in b]}, input_columns="label", batched=True)
+        return ds
+
+    def encode(self, ds: Dataset, tokenizer, max_length: int) -> Dataset:
+        """Tokenize ``text`` (+ ``text_pair``) with truncation; keep ``labels`` and ``length``."""
+        has_pair = "text_pair" in ds.column_names
+
+        def tokenize(batch):
+            enc = tokenizer(
+                batch["text"], batch["text_pair"] if has_pair else None,
+                truncation=True, max_length=max_length,
+            )
+            enc["labels"] = batch["label"]
+            enc["length"] = [len(ids) for ids in enc["input_ids"]]
+            return enc
+
+        return ds.map(tokenize, batched=True, remove_columns=ds.column_names, desc="Tokenizing")
+
+    def collator(self, tokenizer):
+        """Dynamic padding to the longest sequence of each batch."""
+        return _PaddingCollator(tokenizer)
+
+    # -- model --------------------------------------------------------------------------------
+    def add_head(self, model, name: str, task: Task) -> None:
+        model.add_classification_head(
+            name, num_labels=len(task.labels), id2label=dict(enumerate(task.labels))
+        )
+
+    def check_head(self, model, name: str, task: Task) -> str | None:
+        """Why head ``name`` cannot serve ``task``, or None when it can."""
+        head = model.heads[name]
+        num_labels = head.config.get("num_labels")
+        if head.config.get("head_type") != "classification":
+            return f"head {name!r} is a {head.config.get('head_type')} head, task {task.name!r} needs classification"
+        if num_labels != len(task.labels):
+            return f"head {name!r} predicts {num_labels} labels, task {task.name!r} has {len(task.labels)}"
+        return None
+
+    # -- predictions and metric ---------------------------------------------------------------
+    def decode(self, logits: np.ndarray) -> np.ndarray:
+        return np.asarray(logits).argmax(axis=-1)
+
+    def score(self, predictions, references) -> dict[str, float]:
+        return {"accuracy": accuracy(list(predictions), list(references))}
+
+
+def _label_index(value: Any, labels: tuple[str, ...]) -> int | None:
+    if isinstance(value, str):
+        if value in labels:
+            return labels.index(value)
+        try:
+            value = int(value)
+        except ValueError:
+            return None
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        if value == MISSING_LABEL or 0 <= value < len(labels):
+            return int(value)
+    return None
+
+
+class _PaddingCollator:
+    """Pads a batch with the tokenizer and drops the ``length`` column used for batching."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def __call__(self, features: list[dict]) -> dict:
+        features = [{k: v for k, v in f.items() if k != "length"} for f in features]
+        return self.tokenizer.pad(features, return_tensors="pt")

@@ -138,26 +138,7 @@ class RunConfig:
             raise ConfigError(f"intermediate lists an adapter twice: {self.intermediate}")
         if self.save_as and self.save_as in self.intermediate:
             raise ConfigError(f"save_as {self.save_as!r} is also an intermediate adapter: pick another name")
-        unknown = [lang for lang in self.data.languages or [] if lang not in task.languages]
-        if unknown:
-            raise ConfigError(
-                f"task {task.name!r} has no language(s) {unknown}; its languages are {list(task.languages)}"
-            )
-        splits = {"train", "validation", "test"}
-        bad = [k for k in self.data.data_files if k not in splits]
-        if bad:
-            raise ConfigError(f"data.data_files keys must be splits {sorted(splits)}, got {bad}")
-        if self.data.eval_split not in task.source.splits:
-            raise ConfigError(
-                f"task {task.name!r} has no labelled {self.data.eval_split!r} split; "
-                f"use data.eval_split: one of {sorted(task.source.splits)}"
-            )
-        bad_roles = [k for k in self.data.columns if k not in task.columns]
-        if bad_roles:
-            raise ConfigError(
-                f"data.columns renames unknown role(s) {bad_roles}; roles of task {task.name!r}: "
-                f"{sorted(task.columns)}"
-            )
+        check_data(task, self.data)
         positive = {
             "data.max_seq_length": self.data.max_seq_length,
             "training.batch_size": self.training.batch_size,
@@ -179,6 +160,27 @@ class RunConfig:
     def from_dict(cls, data: dict[str, Any], where: str = "config") -> RunConfig:
         """Build a validated config; unknown keys and wrong types are errors naming the key."""
         return _build(cls, data, where)
+
+
+def check_data(task, data: DataConfig) -> None:
+    """Check a data section against a task: languages, split names, eval split, column roles."""
+    unknown = [lang for lang in data.languages or [] if lang not in task.languages]
+    if unknown:
+        raise ConfigError(f"task {task.name!r} has no language(s) {unknown}; its languages are {list(task.languages)}")
+    splits = {"train", "validation", "test"}
+    bad = [k for k in data.data_files if k not in splits]
+    if bad:
+        raise ConfigError(f"data.data_files keys must be splits {sorted(splits)}, got {bad}")
+    if data.eval_split not in task.source.splits and data.eval_split not in data.data_files:
+        raise ConfigError(
+            f"task {task.name!r} has no labelled {data.eval_split!r} split on the Hub; use "
+            f"data.eval_split: one of {sorted(task.source.splits)}, or give data.data_files.{data.eval_split}"
+        )
+    bad_roles = [k for k in data.columns if k not in task.columns]
+    if bad_roles:
+        raise ConfigError(
+            f"data.columns renames unknown role(s) {bad_roles}; roles of task {task.name!r}: {sorted(task.columns)}"
+        )
 
 
 def check_name(name: str) -> str:
@@ -245,9 +247,7 @@ def _build(cls, data: Any, where: str):
     unknown = [k for k in data if k not in fields]
     if unknown:
         key = unknown[0]
-        raise ConfigError(
-            f"{where}: unknown key {key!r}{_suggest(key, fields)}; valid keys: {sorted(fields)}"
-        )
+        raise ConfigError(f"{where}: unknown key {key!r}{_suggest(key, fields)}; valid keys: {sorted(fields)}")
     kwargs = {}
     for key, value in data.items():
         hint = hints[key]
@@ -256,7 +256,8 @@ def _build(cls, data: Any, where: str):
         else:
             kwargs[key] = _check_type(value, hint, f"{where}.{key}")
     missing = [
-        name for name, f in fields.items()
+        name
+        for name, f in fields.items()
         if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     ]
     if missing:

@@ -18,20 +18,23 @@ from .tasks import Task
 from .training import use_bf16
 
 
-def predict(model, encoded, family, collator, batch_size: int, bf16: bool | str = "auto", desc: str = "Predicting") -> np.ndarray:
+def predict(
+    model, encoded, family, collator, batch_size: int, bf16: bool | str = "auto", desc: str = "Predicting"
+) -> np.ndarray:
     """Predictions for every row of an encoded dataset, in the dataset's order."""
     lengths = np.asarray(encoded["length"])
     order = np.argsort(-lengths, kind="stable")
     device = next(model.parameters()).device
     autocast = (
         torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-        if use_bf16(bf16) and device.type == "cuda" else nullcontext()
+        if use_bf16(bf16) and device.type == "cuda"
+        else nullcontext()
     )
     model.eval()
     outputs: list[np.ndarray] = []
     with torch.inference_mode(), autocast:
         for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False, unit="batch"):
-            rows = encoded.select(order[start:start + batch_size]).to_list()
+            rows = encoded.select(order[start : start + batch_size]).to_list()
             batch = collator(rows)
             batch.pop("labels", None)
             batch = {k: v.to(device) for k, v in batch.items()}
@@ -43,7 +46,9 @@ def predict(model, encoded, family, collator, batch_size: int, bf16: bool | str 
     return predictions
 
 
-def evaluate_languages(model, tokenizer, task: Task, datasets: dict, batch_size: int, max_length: int, bf16: bool | str = "auto") -> dict[str, dict[str, float]]:
+def evaluate_languages(
+    model, tokenizer, task: Task, datasets: dict, batch_size: int, max_length: int, bf16: bool | str = "auto"
+) -> dict[str, dict[str, float]]:
     """Score ``model`` on each language's dataset (role columns, as from :mod:`adapterxl.data`).
     Returns ``{language: {metric: value}}`` in percent."""
     family = task.impl

@@ -73,12 +73,21 @@ def nli_examples(lang: str, n: int, seed: int) -> list[dict]:
         label = rng.randrange(3)
         kind, slots = rng.choice(
             [
-                [("attr", {"noun": noun, "adj": adj}), ("loc", {"noun": noun, "place": place}),
-                 ("act", {"noun": noun, "verb": verb})],
-                [("attr", {"noun": other_noun, "adj": unrelated}), ("act", {"noun": other_noun, "verb": verb}),
-                 ("loc", {"noun": other_noun, "place": other_place})],
-                [("neg", {"noun": noun, "adj": adj}), ("negact", {"noun": noun, "verb": verb}),
-                 ("attr", {"noun": noun, "adj": antonym})],
+                [
+                    ("attr", {"noun": noun, "adj": adj}),
+                    ("loc", {"noun": noun, "place": place}),
+                    ("act", {"noun": noun, "verb": verb}),
+                ],
+                [
+                    ("attr", {"noun": other_noun, "adj": unrelated}),
+                    ("act", {"noun": other_noun, "verb": verb}),
+                    ("loc", {"noun": other_noun, "place": other_place}),
+                ],
+                [
+                    ("neg", {"noun": noun, "adj": adj}),
+                    ("negact", {"noun": noun, "verb": verb}),
+                    ("attr", {"noun": noun, "adj": antonym}),
+                ],
             ][label]
         )
         premise = _fill(tpl["premise"], lang, adj=adj, noun=noun, verb=verb, place=place)
@@ -154,12 +163,19 @@ def _train_tokenizer(arch: str):
         tok = SentencePieceBPETokenizer(unk_token="<unk>")
         tok.train_from_iterator(text, vocab_size=1500, special_tokens=specials)
         tok.post_processor = processors.TemplateProcessing(
-            single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+            single="<s> $A </s>",
+            pair="<s> $A </s> </s> $B </s>",
             special_tokens=[("<s>", 0), ("</s>", 2)],
         )
         return XLMRobertaTokenizerFast(
-            tokenizer_object=tok._tokenizer, bos_token="<s>", eos_token="</s>", sep_token="</s>",
-            cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
+            tokenizer_object=tok._tokenizer,
+            bos_token="<s>",
+            eos_token="</s>",
+            sep_token="</s>",
+            cls_token="<s>",
+            unk_token="<unk>",
+            pad_token="<pad>",
+            mask_token="<mask>",
             model_max_length=512,
         )
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -167,12 +183,19 @@ def _train_tokenizer(arch: str):
     tok.train_from_iterator(text, vocab_size=1500, special_tokens=specials)
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A:0 [SEP]:0 $B:1 [SEP]:1",
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A:0 [SEP]:0 $B:1 [SEP]:1",
         special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
     )
     return BertTokenizerFast(
-        tokenizer_object=tok._tokenizer, unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]",
-        cls_token="[CLS]", mask_token="[MASK]", do_lower_case=False, model_max_length=512,
+        tokenizer_object=tok._tokenizer,
+        unk_token="[UNK]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+        do_lower_case=False,
+        model_max_length=512,
     )
 
 
@@ -183,14 +206,19 @@ def _tiny_config(arch: str, tokenizer):
     # nearly the same first-token vector, and adapters on it cannot learn anything. No dropout, so
     # that tests can check that every mode memorises a tiny training set in a few steps.
     shape = dict(
-        initializer_range=0.1, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256,
-        vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+        initializer_range=0.1,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        hidden_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=256,
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
     )
     if arch == "xlm-roberta":
         # XLM-R offsets positions by padding_idx + 1, hence 512 + 2 positions.
-        return XLMRobertaConfig(
-            max_position_embeddings=514, type_vocab_size=1, bos_token_id=0, eos_token_id=2, **shape
-        )
+        return XLMRobertaConfig(max_position_embeddings=514, type_vocab_size=1, bos_token_id=0, eos_token_id=2, **shape)
     return BertConfig(max_position_embeddings=512, type_vocab_size=2, **shape)
 
 

@@ -21,5 +21,5 @@ def accuracy(predictions: Sequence, references: Sequence) -> float:
         )
     if not predictions:
         raise ValueError("accuracy: no predictions to score (the evaluation set is empty)")
-    correct = sum(str(p) == str(r) for p, r in zip(predictions, references))
+    correct = sum(str(p) == str(r) for p, r in zip(predictions, references, strict=False))
     return 100.0 * correct / len(predictions)

@@ -24,6 +24,17 @@ from .tasks import Task
 log = logging.getLogger(__name__)
 
 
+class _DropSpuriousWarning(logging.Filter):
+    """``adapters`` warns "There are adapters available but none are activated" from inside
+    ``train_adapter`` itself (its internal reset runs before the new setup is active): noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "none are activated for the forward pass" not in record.getMessage()
+
+
+logging.getLogger("adapters.model_mixin").addFilter(_DropSpuriousWarning())
+
+
 def resolve_model(name: str) -> str:
     """A loadable location for ``name``: built-in tiny backbones are built (once) and cached."""
     if name in TINY_BACKBONES:

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
-from .config import DataConfig, RunConfig, dump_runs, load_runs
+from .config import DataConfig, RunConfig, check_data, dump_runs, load_runs
 from .data import load_task_data
 from .errors import ConfigError, StoreError
 from .evaluation import evaluate_languages, summarize
@@ -138,8 +138,13 @@ def run(config: RunConfig) -> RunResult:
         model, tokenizer, family, train_ds, dev_ds, config.training, config.mode, run_dir / "trainer", config.seed
     )
     metrics = evaluate_languages(
-        model, tokenizer, task, data.evaluation, config.training.eval_batch_size,
-        config.data.max_seq_length, config.training.bf16,
+        model,
+        tokenizer,
+        task,
+        data.evaluation,
+        config.training.eval_batch_size,
+        config.data.max_seq_length,
+        config.training.bf16,
     )
     summary = summarize(metrics, family.main_metric, task.train_language)
 
@@ -160,8 +165,12 @@ def run(config: RunConfig) -> RunResult:
         "device": str(next(model.parameters()).device),
         "parameters": params,
         "data_sizes": data.sizes(),
-        "dev": {"metric": family.main_metric, "best": trained.best_dev, "best_step": trained.best_step,
-                "steps": trained.steps},
+        "dev": {
+            "metric": family.main_metric,
+            "best": trained.best_dev,
+            "best_step": trained.best_step,
+            "steps": trained.steps,
+        },
         "eval_split": config.data.eval_split,
         "metrics": metrics,
         "summary": summary,
@@ -174,8 +183,10 @@ def run(config: RunConfig) -> RunResult:
     else:
         manifest["kind"] = entry_kind(config.mode)
         entry = AdapterStore(config.store).save(
-            config.name, lambda folder: save_to_folder(model, config.mode, config.name, folder),
-            manifest, model_card(manifest),
+            config.name,
+            lambda folder: save_to_folder(model, config.mode, config.name, folder),
+            manifest,
+            model_card(manifest),
         )
         result.store_entry = str(entry.path)
     manifest["wall_seconds"] = round(time.perf_counter() - started, 2)
@@ -206,16 +217,32 @@ def _write_json(path: Path, data) -> None:
     os.replace(tmp, path)
 
 
-def run_file(path: str | Path, overrides: dict | None = None) -> list[RunResult]:
-    """Run every run of a config file in order; write ``<config>.results.json`` next to it."""
-    path = Path(path)
-    configs = load_runs(path, overrides)
+def run_all(
+    configs: list[RunConfig], results_path: str | Path | None = None, on_start=None, on_result=None
+) -> list[RunResult]:
+    """Run configs in order. After each run, ``results_path`` (if given) is rewritten with every
+    result so far; ``on_start(i, config)`` and ``on_result(result)`` report progress."""
     results = []
-    out = path.with_name(path.stem + ".results.json")
-    for config in configs:
+    for i, config in enumerate(configs):
+        if on_start:
+            on_start(i, config)
         results.append(run(config))
-        _write_json(out, {"config": str(path), "runs": [r.to_dict() for r in results]})
+        if on_result:
+            on_result(results[-1])
+        if results_path:
+            _write_json(Path(results_path), {"runs": [r.to_dict() for r in results]})
     return results
+
+
+def results_path_for(config_path: str | Path) -> Path:
+    """Where the results of a config file go: ``<config>.results.json`` next to it."""
+    path = Path(config_path)
+    return path.with_name(path.stem + ".results.json")
+
+
+def run_file(path: str | Path, overrides: dict | None = None, **callbacks) -> list[RunResult]:
+    """Run every run of a config file in order; write ``<config>.results.json`` next to it."""
+    return run_all(load_runs(path, overrides), results_path_for(path), **callbacks)
 
 
 def evaluate_setup(
@@ -237,10 +264,7 @@ def evaluate_setup(
 
     task = get_task(task_name)
     data = data or DataConfig()
-    if data.languages:
-        unknown = [lang for lang in data.languages if lang not in task.languages]
-        if unknown:
-            raise ConfigError(f"task {task.name!r} has no language(s) {unknown}; its languages are {list(task.languages)}")
+    check_data(task, data)
     if adapter is None and model is None:
         raise ConfigError("name a stored adapter (--adapter NAME) or a fine-tuned model folder (--model PATH)")
     entry = AdapterStore(store or default_store()).get(adapter) if adapter else None

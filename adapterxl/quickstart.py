@@ -43,13 +43,27 @@ def quickstart_config(data_files: dict[str, dict[str, str]], store: str, languag
     }
     xnli = {"data_files": data_files["xnli"]}
     runs = [
-        {"task": "mnli", "mode": "adapter", "save_as": "quickstart-mnli",
-         "data": {"data_files": data_files["mnli"], "languages": ["en"]}},
-        {"task": "xnli", "mode": "stack", "intermediate": ["quickstart-mnli"], "save_as": "quickstart-xnli-stack",
-         "data": xnli},
+        {
+            "task": "mnli",
+            "mode": "adapter",
+            "save_as": "quickstart-mnli",
+            "data": {"data_files": data_files["mnli"], "languages": ["en"]},
+        },
+        {
+            "task": "xnli",
+            "mode": "stack",
+            "intermediate": ["quickstart-mnli"],
+            "save_as": "quickstart-xnli-stack",
+            "data": xnli,
+        },
         {"task": "xnli", "mode": "adapter", "save_as": "quickstart-xnli-adapter", "data": xnli},
-        {"task": "xnli", "mode": "full", "save_as": "quickstart-xnli-full", "data": xnli,
-         "training": {"learning_rate": 2e-4}},
+        {
+            "task": "xnli",
+            "mode": "full",
+            "save_as": "quickstart-xnli-full",
+            "data": xnli,
+            "training": {"learning_rate": 2e-4},
+        },
     ]
     for spec in runs:
         spec["output_dir"] = f"{runs_dir}/{spec['save_as']}"

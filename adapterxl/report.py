@@ -22,13 +22,15 @@ def results_table(rows: dict[str, dict[str, dict[str, float]]], metric: str, sou
     for label, per_lang in rows.items():
         values = [per_lang[lang][metric] if lang in per_lang else None for lang in languages]
         present = [v for v in values if v is not None]
-        zero_shot = [v for lang, v in zip(languages, values) if v is not None and lang != source_language]
+        zero_shot = [v for lang, v in zip(languages, values, strict=True) if v is not None and lang != source_language]
         avg = sum(present) / len(present) if present else None
         zs = sum(zero_shot) / len(zero_shot) if zero_shot else None
         body.append([label, *(_fmt(v) for v in values), _fmt(avg), _fmt(zs)])
     widths = [max(len(str(r[i])) for r in [header, *body]) for i in range(len(header))]
     lines = [
-        "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        "  ".join(
+            str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
         for r in [header, *body]
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))

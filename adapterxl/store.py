@@ -131,7 +131,7 @@ class AdapterStore:
         (Abandoned ``.tmp-*`` folders are left alone: another process may be writing them; they
         are never listed or loaded.)"""
         for hidden in self.root.glob(".old-*"):
-            name = hidden.name[len(".old-"):].rsplit("-", 1)[0]
+            name = hidden.name[len(".old-") :].rsplit("-", 1)[0]
             if not (self.root / name).exists():
                 hidden.rename(self.root / name)
             else:
@@ -172,9 +172,7 @@ def model_card(manifest: dict) -> str:
     )
     setup = manifest.get("setup") or [manifest["name"]]
     if manifest["kind"] == "adapter":
-        load = (
-            f'model.load_adapter("PATH", load_as="{manifest["name"]}", set_active=True, use_safetensors=True)'
-        )
+        load = f'model.load_adapter("PATH", load_as="{manifest["name"]}", set_active=True, use_safetensors=True)'
     else:
         load = 'model.load_adapter_setup("PATH", set_active=True, use_safetensors=True)'
     return f"""---

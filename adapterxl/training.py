@@ -56,9 +56,7 @@ class KeepBest(TrainerCallback):
             return
         if self.best is None or score > self.best:
             self.best, self.best_step, self.bad_evals = score, state.global_step, 0
-            self.snapshot = {
-                n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad
-            }
+            self.snapshot = {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
         else:
             self.bad_evals += 1
             if self.patience is not None and self.bad_evals >= self.patience:
@@ -73,7 +71,9 @@ class KeepBest(TrainerCallback):
                 params[name].copy_(value)
 
 
-def train(model, tokenizer, family, train_ds, dev_ds, cfg: TrainingConfig, mode: str, output_dir, seed: int) -> TrainResult:
+def train(
+    model, tokenizer, family, train_ds, dev_ds, cfg: TrainingConfig, mode: str, output_dir, seed: int
+) -> TrainResult:
     """Train ``model`` (already set up by :func:`adapterxl.modeling.setup_mode`) on the encoded
     ``train_ds``, select on ``dev_ds``, and leave the best weights in ``model``."""
     from adapters import AdapterTrainer
@@ -105,6 +105,7 @@ def train(model, tokenizer, family, train_ds, dev_ds, cfg: TrainingConfig, mode:
         remove_unused_columns=False,
         label_names=["labels"],
         dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
     )
     keep_best = KeepBest(metric=f"eval_{family.main_metric}", patience=cfg.early_stopping_patience)
 

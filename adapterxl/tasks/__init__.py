@@ -86,9 +86,7 @@ TASKS: dict[str, Task] = {
             name="xnli",
             family="classification",
             languages=XNLI_LANGUAGES,
-            source=HubSource(
-                "facebook/xnli", "{lang}", {"train": "train", "validation": "validation", "test": "test"}
-            ),
+            source=HubSource("facebook/xnli", "{lang}", {"train": "train", "validation": "validation", "test": "test"}),
             columns={"text": "premise", "text_pair": "hypothesis", "label": "label"},
             labels=NLI_LABELS,
             description="XNLI, cross-lingual NLI in 15 languages; English train = MNLI",
@@ -98,7 +96,8 @@ TASKS: dict[str, Task] = {
             family="classification",
             languages=PAWSX_LANGUAGES,
             source=HubSource(
-                "google-research-datasets/paws-x", "{lang}",
+                "google-research-datasets/paws-x",
+                "{lang}",
                 {"train": "train", "validation": "validation", "test": "test"},
             ),
             columns={"text": "sentence1", "text_pair": "sentence2", "label": "label"},

@@ -63,8 +63,10 @@ class ClassificationFamily:
 
         def tokenize(batch):
             enc = tokenizer(
-                batch["text"], batch["text_pair"] if has_pair else None,
-                truncation=True, max_length=max_length,
+                batch["text"],
+                batch["text_pair"] if has_pair else None,
+                truncation=True,
+                max_length=max_length,
             )
             enc["labels"] = batch["label"]
             enc["length"] = [len(ids) for ids in enc["input_ids"]]
@@ -78,9 +80,7 @@ class ClassificationFamily:
 
     # -- model --------------------------------------------------------------------------------
     def add_head(self, model, name: str, task: Task) -> None:
-        model.add_classification_head(
-            name, num_labels=len(task.labels), id2label=dict(enumerate(task.labels))
-        )
+        model.add_classification_head(name, num_labels=len(task.labels), id2label=dict(enumerate(task.labels)))
 
     def check_head(self, model, name: str, task: Task) -> str | None:
         """Why head ``name`` cannot serve ``task``, or None when it can."""
@@ -121,5 +121,7 @@ class _PaddingCollator:
         self.tokenizer = tokenizer
 
     def __call__(self, features: list[dict]) -> dict:
+        from transformers.data.data_collator import pad_without_fast_tokenizer_warning
+
         features = [{k: v for k, v in f.items() if k != "length"} for f in features]
-        return self.tokenizer.pad(features, return_tensors="pt")
+        return pad_without_fast_tokenizer_warning(self.tokenizer, features, return_tensors="pt")

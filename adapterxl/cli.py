@@ -1,0 +1,223 @@
+"""The ``adapterxl`` command: a thin shell over the Python API (``adapterxl.run``, ...)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import click
+
+from .errors import AdapterXLError
+
+
+def _friendly_errors(func):
+    """Print AdapterXLErrors as one clean ``Error: ...`` line (exit code 2), no traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except AdapterXLError as exc:
+            click.secho(f"Error: {exc}", fg="red", err=True)
+            raise SystemExit(2) from None
+
+    return wrapper
+
+
+def _quiet_libraries() -> None:
+    import transformers
+
+    transformers.logging.set_verbosity_warning()
+
+
+def _split_languages(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+@click.group()
+@click.version_option(package_name="adapterxl")
+def main() -> None:
+    """adapterxl: intermediate-task transfer to many languages with stackable adapters."""
+
+
+@main.command()
+@click.option(
+    "--out",
+    "out_dir",
+    default="adapterxl-quickstart",
+    show_default=True,
+    help="Folder for the generated data, the config it runs, runs and results.",
+)
+@click.option("--store", default=None, help="Adapter store (default: $ADAPTERXL_STORE or ./adapters_store).")
+@_friendly_errors
+def quickstart(out_dir: str, store: str | None) -> None:
+    """Run the whole method offline on a tiny random model and synthetic data (a smoke run)."""
+    from .quickstart import quickstart as run_quickstart
+
+    _quiet_libraries()
+    run_quickstart(out_dir, store, echo=click.echo)
+
+
+@main.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--task", help="Task name (see `adapterxl tasks`).")
+@click.option("--model", help="Hub id, local folder, or tiny-xlmr / tiny-bert.")
+@click.option("--mode", type=click.Choice(["adapter", "stack", "full"]), help="Training mode.")
+@click.option("--adapter", "adapter_config", help="adapters config string, e.g. seq_bn.")
+@click.option("--intermediate", multiple=True, help="Store entry to stack on (repeatable; mode stack).")
+@click.option("--save-as", help="Name of the store entry and run folder.")
+@click.option("--store", help="Adapter store folder.")
+@click.option("--output-dir", help="Run folder (default runs/NAME).")
+@click.option("--seed", type=int, help="Random seed.")
+@click.option("--languages", help="Comma-separated evaluation languages (default: all of the task's).")
+@click.option("--overwrite", is_flag=True, default=None, help="Replace an existing store entry / run folder.")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override any config key, e.g. --set training.learning_rate=1e-4 (repeatable).",
+)
+@_friendly_errors
+def train(
+    config: str | None,
+    task,
+    model,
+    mode,
+    adapter_config,
+    intermediate,
+    save_as,
+    store,
+    output_dir,
+    seed,
+    languages,
+    overwrite,
+    sets,
+) -> None:
+    """Train and evaluate the run(s) of CONFIG, or one run described by the flags.
+
+    Flags given together with CONFIG override every run in it.
+    """
+    from .config import apply_overrides, load_runs, parse_override, parse_runs
+    from .pipeline import results_path_for, run_all
+    from .report import results_table
+
+    overrides = dict(parse_override(s) for s in sets)
+    flags = {
+        "task": task,
+        "model": model,
+        "mode": mode,
+        "adapter": adapter_config,
+        "save_as": save_as,
+        "store": store,
+        "output_dir": output_dir,
+        "seed": seed,
+        "overwrite": overwrite,
+        "intermediate": list(intermediate) or None,
+        "data.languages": _split_languages(languages),
+    }
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    if config:
+        configs = load_runs(config, overrides)
+    elif task:
+        configs = parse_runs(apply_overrides({}, overrides), "command line")
+    else:
+        raise click.UsageError("give a CONFIG file or at least --task")
+    _quiet_libraries()
+
+    def on_start(i, cfg):
+        click.secho(f"[{i + 1}/{len(configs)}] {cfg.name}: {cfg.task}, mode {cfg.mode}, model {cfg.model}", bold=True)
+
+    def on_result(result):
+        click.echo(results_table({result.name: result.metrics}, result.summary["metric"]))
+        click.echo(
+            f"Saved: {result.store_entry or result.model_dir}\nManifest: {Path(result.run_dir) / 'manifest.json'}"
+        )
+
+    out = results_path_for(config) if config else None
+    run_all(configs, out, on_start=on_start, on_result=on_result)
+    if out:
+        click.echo(f"Results: {out}")
+
+
+@main.command()
+@click.option("--task", required=True, help="Target task to evaluate on.")
+@click.option("--adapter", help="Store entry (adapter or saved setup) to evaluate.")
+@click.option("--model", help="Base model location, or a folder saved by a 'full' run (without --adapter).")
+@click.option("--languages", help="Comma-separated languages (default: all of the task's).")
+@click.option("--split", "eval_split", default="validation", show_default=True, help="Split to evaluate.")
+@click.option(
+    "--data",
+    "data_files",
+    multiple=True,
+    metavar="SPLIT=PATH",
+    help="Local files for a split, {lang} in PATH per language (repeatable).",
+)
+@click.option("--max-examples", type=int, help="Evaluate on at most this many examples per language.")
+@click.option("--max-seq-length", type=int, default=128, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--store", help="Adapter store folder.")
+@click.option("--output", type=click.Path(dir_okay=False), help="Write the results as JSON here.")
+@_friendly_errors
+def evaluate(
+    task, adapter, model, languages, eval_split, data_files, max_examples, max_seq_length, batch_size, store, output
+) -> None:
+    """Evaluate a stored adapter setup (or a fully fine-tuned model) zero-shot on TASK."""
+    from .config import DataConfig, parse_override
+    from .pipeline import evaluate_setup
+    from .report import results_table
+
+    files = {key: str(value) for key, value in (parse_override(d) for d in data_files)}
+    data = DataConfig(
+        data_files=files,
+        languages=_split_languages(languages),
+        eval_split=eval_split,
+        max_eval_examples=max_examples,
+        max_seq_length=max_seq_length,
+    )
+    _quiet_libraries()
+    result = evaluate_setup(task, adapter=adapter, model=model, store=store, data=data, batch_size=batch_size)
+    click.echo(results_table({adapter or model: result["metrics"]}, result["summary"]["metric"]))
+    if output:
+        Path(output).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        click.echo(f"Results: {output}")
+
+
+@main.command()
+def tasks() -> None:
+    """List the tasks adapterxl knows."""
+    from .tasks import TASKS
+
+    for task in TASKS.values():
+        click.echo(f"{task.name:8} {task.kind:12} {task.family:15} {len(task.languages):2} lang  {task.description}")
+
+
+@main.group()
+def store() -> None:
+    """Inspect the local adapter store."""
+
+
+@store.command("list")
+@click.option("--store", "root", help="Adapter store folder.")
+@_friendly_errors
+def store_list(root: str | None) -> None:
+    """List the entries of the store: task, base model, method, composition, score."""
+    from .config import default_store
+    from .store import AdapterStore
+
+    entries = AdapterStore(root or default_store()).entries()
+    if not entries:
+        click.echo(f"The store {root or default_store()!r} is empty.")
+    for e in entries:
+        m = e.manifest
+        summary = m.get("summary", {})
+        score = f"{summary.get('metric')} {summary.get('avg', float('nan')):.1f}" if summary else "-"
+        click.echo(
+            f"{e.name:30} {m['task']:8} {m['base_model']:24} {m.get('adapter_config')!s:10} "
+            f"{' -> '.join(m.get('setup') or [])}  {score}"
+        )
+
+
+if __name__ == "__main__":
+    main()

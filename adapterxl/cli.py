@@ -190,7 +190,9 @@ def tasks() -> None:
     from .tasks import TASKS
 
     for task in TASKS.values():
-        click.echo(f"{task.name:8} {task.kind:12} {task.family:15} {len(task.languages):2} lang  {task.description}")
+        click.echo(
+            f"{task.name:8} {task.kind:12} {task.family.name:15} {len(task.languages):2} lang  {task.description}"
+        )
 
 
 @main.group()

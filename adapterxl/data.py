@@ -60,7 +60,7 @@ def load_split(task: Task, split: str, language: str, data: DataConfig, max_exam
     else:
         raw, where = _load_hub(task, split, language)
     ds = _select_roles(raw, task, data.columns, where)
-    ds = task.impl.prepare(ds, task, where)
+    ds = task.family.prepare(ds, task, where)
     if max_examples is not None:
         ds = ds.select(range(min(max_examples, len(ds))))
     if len(ds) == 0:

@@ -51,7 +51,7 @@ def evaluate_languages(
 ) -> dict[str, dict[str, float]]:
     """Score ``model`` on each language's dataset (role columns, as from :mod:`adapterxl.data`).
     Returns ``{language: {metric: value}}`` in percent."""
-    family = task.impl
+    family = task.family
     collator = family.collator(tokenizer)
     results = {}
     for language, ds in tqdm(datasets.items(), desc=f"Evaluating {task.name}", unit="lang"):

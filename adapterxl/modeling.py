@@ -133,7 +133,7 @@ def setup_mode(model, mode: str, name: str, task: Task, adapter: str, intermedia
     and stay frozen.
     """
     if mode == "full":
-        task.impl.add_head(model, name, task)
+        task.family.add_head(model, name, task)
         for param in model.parameters():
             param.requires_grad_(True)
     elif mode in ("adapter", "stack"):
@@ -142,7 +142,7 @@ def setup_mode(model, mode: str, name: str, task: Task, adapter: str, intermedia
             for entry in intermediates:
                 model.load_adapter(str(entry.path), load_as=entry.name, with_head=False, use_safetensors=True)
         model.add_adapter(name, config=parse_adapter_config(adapter))
-        task.impl.add_head(model, name, task)
+        task.family.add_head(model, name, task)
         model.train_adapter(name)  # freezes the backbone and every other adapter, activates `name`
         if mode == "stack":
             from adapters.composition import Stack

@@ -80,19 +80,22 @@ def versions() -> dict[str, str]:
 
 
 def git_commit() -> str | None:
-    """The commit of the adapterxl source tree, with ``-dirty`` for uncommitted changes; None when
-    adapterxl is not running from a git checkout."""
-    src = Path(__file__).resolve().parent
+    """The commit of the adapterxl checkout this code runs from, with ``-dirty`` for uncommitted
+    changes; None for an installed copy (one that is not the top of its own git checkout)."""
+    package = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=package, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "."], cwd=src, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != package.parent:
+            return None  # e.g. a virtual environment inside some other repository
+        dirty = git("status", "--porcelain", "--", ".")
+        return git("rev-parse", "HEAD") + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
-    return commit + ("-dirty" if dirty else "")
 
 
 def preflight(config: RunConfig) -> list[StoreEntry]:
@@ -128,7 +131,7 @@ def run(config: RunConfig) -> RunResult:
     model, tokenizer = load_backbone(config.model)
     setup_mode(model, config.mode, config.name, task, config.adapter, intermediates)
     params = count_parameters(model)
-    family = task.impl
+    family = task.family
     train_ds = family.encode(data.train, tokenizer, config.data.max_seq_length)
     dev_ds = family.encode(data.dev, tokenizer, config.data.max_seq_length)
 
@@ -151,11 +154,12 @@ def run(config: RunConfig) -> RunResult:
     manifest = {
         "name": config.name,
         "task": task.name,
-        "task_family": task.family,
+        "task_family": task.family.name,
         "labels": list(task.labels),
         "mode": config.mode,
         "adapter_config": None if config.mode == "full" else config.adapter,
         "base_model": config.model,
+        "base_model_revision": getattr(model.config, "_commit_hash", None),
         "setup": [*config.intermediate, config.name] if config.mode != "full" else None,
         "head": config.name,
         "seed": config.seed,
@@ -170,6 +174,7 @@ def run(config: RunConfig) -> RunResult:
             "best": trained.best_dev,
             "best_step": trained.best_step,
             "steps": trained.steps,
+            "history": [h for h in trained.history if f"eval_{family.main_metric}" in h],
         },
         "eval_split": config.data.eval_split,
         "metrics": metrics,
@@ -278,7 +283,7 @@ def evaluate_setup(
     head = load_stored(backbone, entry) if entry else backbone.active_head
     if head is None or head not in backbone.heads:
         raise ConfigError(f"model {model!r} has no prediction head: evaluate a model saved by a 'full' run")
-    problem = task.impl.check_head(backbone, head, task)
+    problem = task.family.check_head(backbone, head, task)
     if problem:
         raise ConfigError(f"cannot evaluate on {task.name!r}: {problem}")
     metrics = evaluate_languages(backbone, tokenizer, task, datasets, batch_size, data.max_seq_length, bf16)
@@ -288,5 +293,5 @@ def evaluate_setup(
         "model": model or entry.base_model,
         "eval_split": data.eval_split,
         "metrics": metrics,
-        "summary": summarize(metrics, task.impl.main_metric, task.train_language),
+        "summary": summarize(metrics, task.family.main_metric, task.train_language),
     }

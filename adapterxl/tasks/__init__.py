@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from ..errors import ConfigError
 from .classification import ClassificationFamily
 
-FAMILIES = {"classification": ClassificationFamily()}
+CLASSIFICATION = ClassificationFamily()
+FAMILIES = {family.name: family for family in (CLASSIFICATION,)}
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 XNLI_LANGUAGES = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
@@ -37,10 +38,11 @@ class HubSource:
 
 @dataclass(frozen=True)
 class Task:
-    """One registry entry. ``columns`` maps the family's roles to the Hub schema's column names."""
+    """One registry entry. ``family`` encodes, decodes and scores the task; ``columns`` maps the
+    family's roles to the Hub schema's column names."""
 
     name: str
-    family: str
+    family: ClassificationFamily
     languages: tuple[str, ...]
     source: HubSource
     columns: Mapping[str, str]
@@ -50,13 +52,8 @@ class Task:
     kind: str = field(default="target")  # "intermediate" (English only) or "target" (zero-shot)
 
     @property
-    def impl(self) -> ClassificationFamily:
-        """The family object that encodes, decodes and scores this task."""
-        return FAMILIES[self.family]
-
-    @property
     def metric(self) -> str:
-        return self.impl.main_metric
+        return self.family.main_metric
 
 
 TASKS: dict[str, Task] = {
@@ -64,7 +61,7 @@ TASKS: dict[str, Task] = {
     for task in [
         Task(
             name="mnli",
-            family="classification",
+            family=CLASSIFICATION,
             kind="intermediate",
             languages=("en",),
             source=HubSource("nyu-mll/glue", "mnli", {"train": "train", "validation": "validation_matched"}),
@@ -74,7 +71,7 @@ TASKS: dict[str, Task] = {
         ),
         Task(
             name="qqp",
-            family="classification",
+            family=CLASSIFICATION,
             kind="intermediate",
             languages=("en",),
             source=HubSource("nyu-mll/glue", "qqp", {"train": "train", "validation": "validation"}),
@@ -84,7 +81,7 @@ TASKS: dict[str, Task] = {
         ),
         Task(
             name="xnli",
-            family="classification",
+            family=CLASSIFICATION,
             languages=XNLI_LANGUAGES,
             source=HubSource("facebook/xnli", "{lang}", {"train": "train", "validation": "validation", "test": "test"}),
             columns={"text": "premise", "text_pair": "hypothesis", "label": "label"},
@@ -93,7 +90,7 @@ TASKS: dict[str, Task] = {
         ),
         Task(
             name="pawsx",
-            family="classification",
+            family=CLASSIFICATION,
             languages=PAWSX_LANGUAGES,
             source=HubSource(
                 "google-research-datasets/paws-x",

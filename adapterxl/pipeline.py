@@ -174,7 +174,7 @@ def run(config: RunConfig) -> RunResult:
             "best": trained.best_dev,
             "best_step": trained.best_step,
             "steps": trained.steps,
-            "history": [h for h in trained.history if f"eval_{family.main_metric}" in h],
+            "history": _dev_history(trained.history, f"eval_{family.main_metric}"),
         },
         "eval_split": config.data.eval_split,
         "metrics": metrics,
@@ -199,6 +199,12 @@ def run(config: RunConfig) -> RunResult:
     _write_json(run_dir / "manifest.json", manifest)
     result.manifest = manifest
     return result
+
+
+def _dev_history(log_history: list[dict], key: str) -> list[dict]:
+    """The English dev curve (step, epoch, loss, metric) from the trainer's log, without timings."""
+    fields = ("step", "epoch", "eval_loss", key)
+    return [{f: h[f] for f in fields if f in h} for h in log_history if key in h]
 
 
 def _save_full_model(model, tokenizer, target: Path) -> Path:

@@ -1,9 +1,9 @@
-"""Zero-shot evaluation over languages.
+"""Evaluation: the same code scores the English dev set during training and every language after.
 
-Each language's evaluation set is tokenized, sorted by length (less padding, and the longest batch
+Each dataset is encoded by its task family, sorted by length (less padding, and the longest batch
 first so that memory problems show at once), run without gradients (bf16 autocast on a GPU), and
-scored with the task family's official metric. Summaries follow XTREME: the task score is the
-plain mean over all of the task's languages; the zero-shot mean leaves out the training language.
+scored by the family with the official metric. Summaries follow XTREME: the task score is the
+plain mean over the task's languages; the zero-shot mean leaves out the training language.
 """
 
 from __future__ import annotations
@@ -14,59 +14,76 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .metrics import task_score
 from .tasks import Task
 from .training import use_bf16
 
 
 def predict(
     model, encoded, family, collator, batch_size: int, bf16: bool | str = "auto", desc: str = "Predicting"
-) -> np.ndarray:
-    """Predictions for every row of an encoded dataset, in the dataset's order."""
-    lengths = np.asarray(encoded["length"])
-    order = np.argsort(-lengths, kind="stable")
+) -> list:
+    """The family's per-row model outputs for every row of an encoded dataset, in its order."""
+    order = np.argsort(-np.asarray(encoded["length"]), kind="stable")
     device = next(model.parameters()).device
     autocast = (
         torch.autocast(device_type=device.type, dtype=torch.bfloat16)
         if use_bf16(bf16) and device.type == "cuda"
         else nullcontext()
     )
+    was_training = model.training
     model.eval()
-    outputs: list[np.ndarray] = []
-    with torch.inference_mode(), autocast:
-        for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False, unit="batch"):
-            rows = encoded.select(order[start : start + batch_size]).to_list()
-            batch = collator(rows)
-            batch.pop("labels", None)
-            batch = {k: v.to(device) for k, v in batch.items()}
-            logits = model(**batch).logits
-            outputs.append(family.decode(logits.float().cpu().numpy()))
-    predictions = np.empty(len(order), dtype=outputs[0].dtype) if outputs else np.empty(0, dtype=int)
-    if outputs:
-        predictions[order] = np.concatenate(outputs)
-    return predictions
+    outputs: list = [None] * len(order)
+    try:
+        with torch.inference_mode(), autocast:
+            for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False, unit="batch"):
+                index = order[start : start + batch_size]
+                batch = collator(encoded.select(index).to_list())
+                inputs = {k: v.to(device) for k, v in batch.items() if k not in family.label_names}
+                rows = family.batch_outputs(model(**inputs), batch)
+                for i, row in zip(index, rows, strict=True):
+                    outputs[i] = row
+    finally:
+        model.train(was_training)
+    return outputs
+
+
+def evaluate_dataset(
+    model,
+    tokenizer,
+    task: Task,
+    ds,
+    language: str,
+    batch_size: int,
+    max_length: int,
+    bf16: bool | str = "auto",
+    encoded=None,
+) -> dict[str, float]:
+    """Score ``model`` on one language's dataset (role columns, as from :mod:`adapterxl.data`).
+    ``encoded`` may pass the family's encoding of ``ds`` when it is already at hand."""
+    family = task.family
+    if encoded is None:
+        encoded = family.encode(ds, tokenizer, max_length, train=False)
+    outputs = predict(model, encoded, family, family.collator(tokenizer), batch_size, bf16, f"{task.name}/{language}")
+    return family.score(ds, encoded, outputs, task, language)
 
 
 def evaluate_languages(
     model, tokenizer, task: Task, datasets: dict, batch_size: int, max_length: int, bf16: bool | str = "auto"
 ) -> dict[str, dict[str, float]]:
-    """Score ``model`` on each language's dataset (role columns, as from :mod:`adapterxl.data`).
-    Returns ``{language: {metric: value}}`` in percent."""
-    family = task.family
-    collator = family.collator(tokenizer)
-    results = {}
-    for language, ds in tqdm(datasets.items(), desc=f"Evaluating {task.name}", unit="lang"):
-        encoded = family.encode(ds, tokenizer, max_length)
-        preds = predict(model, encoded, family, collator, batch_size, bf16, desc=f"{task.name}/{language}")
-        results[language] = family.score(preds, encoded["labels"])
-    return results
+    """``{language: {metric: value}}`` (percent) for each language's dataset."""
+    return {
+        language: evaluate_dataset(model, tokenizer, task, ds, language, batch_size, max_length, bf16)
+        for language, ds in tqdm(datasets.items(), desc=f"Evaluating {task.name}", unit="lang")
+    }
 
 
-def summarize(per_language: dict[str, dict[str, float]], metric: str, source_language: str = "en") -> dict[str, float]:
-    """``avg``: mean over all languages (XTREME's task score); ``avg_zero_shot``: mean over the
-    languages other than ``source_language`` (present only when there are any)."""
-    values = {lang: scores[metric] for lang, scores in per_language.items()}
-    out = {"metric": metric, "avg": float(np.mean(list(values.values())))}
-    others = [v for lang, v in values.items() if lang != source_language]
+def summarize(per_language: dict[str, dict[str, float]], task: Task) -> dict[str, float]:
+    """``avg``: XTREME's task score over all languages (QA: (EM + F1) / 2); ``avg_zero_shot``: the
+    same without the training language (when there are other languages); plus every ``avg_*``."""
+    qa = task.family.name == "qa"
+    out = {"metric": task.metric, **task_score(per_language, qa)}
+    out["avg"] = out.pop("avg_metric")
+    others = {lang: s for lang, s in per_language.items() if lang != task.train_language}
     if others:
-        out["avg_zero_shot"] = float(np.mean(others))
+        out["avg_zero_shot"] = task_score(others, qa)["avg_metric"]
     return out

@@ -290,15 +290,15 @@ XTREME_R_GROUPS = {
 QA_TASKS = ("xquad", "mlqa", "tydiqa")
 
 
-def task_score(per_language: Mapping[str, Mapping[str, float]], task: str) -> dict[str, float]:
+def task_score(per_language: Mapping[str, Mapping[str, float]], qa: bool = False) -> dict[str, float]:
     """``avg_<metric>`` (plain mean over the languages given) for every metric, and
-    ``avg_metric``: (EM + F1) / 2 for QA tasks, else F1 when present, else accuracy."""
+    ``avg_metric``: (EM + F1) / 2 for QA tasks (``qa``), else F1 when present, else accuracy."""
     metrics: dict[str, list[float]] = {}
     for scores in per_language.values():
         for name, value in scores.items():
             metrics.setdefault(name, []).append(value)
     out = {f"avg_{name}": sum(values) / len(values) for name, values in metrics.items()}
-    if task in QA_TASKS:
+    if qa:
         out["avg_metric"] = (out["avg_exact_match"] + out["avg_f1"]) / 2
     elif "avg_f1" in out:
         out["avg_metric"] = out["avg_f1"]
@@ -324,7 +324,7 @@ def xtreme_score(results: Mapping[str, Mapping[str, Mapping[str, float]]], versi
     unknown = [t for t in results if t not in languages]
     if unknown:
         raise ValueError(f"{version} has no task(s) {unknown}; its tasks are {sorted(languages)}")
-    tasks = {task: task_score(per_lang, task) for task, per_lang in results.items() if per_lang}
+    tasks = {task: task_score(per_lang, task in QA_TASKS) for task, per_lang in results.items() if per_lang}
     out: dict = {
         "tasks": tasks,
         "groups": {

@@ -24,7 +24,7 @@ from . import __version__
 from .config import DataConfig, RunConfig, check_data, dump_runs, load_runs
 from .data import load_task_data
 from .errors import ConfigError, StoreError
-from .evaluation import evaluate_languages, summarize
+from .evaluation import evaluate_dataset, evaluate_languages, summarize
 from .modeling import (
     check_compatible,
     check_stack,
@@ -132,24 +132,32 @@ def run(config: RunConfig) -> RunResult:
     setup_mode(model, config.mode, config.name, task, config.adapter, intermediates)
     params = count_parameters(model)
     family = task.family
-    train_ds = family.encode(data.train, tokenizer, config.data.max_seq_length)
-    dev_ds = family.encode(data.dev, tokenizer, config.data.max_seq_length)
+    data_cfg, train_cfg = config.data, config.training
+    train_ds = family.encode(data.train, tokenizer, data_cfg.max_seq_length, train=True)
+    dev_encoded = family.encode(data.dev, tokenizer, data_cfg.max_seq_length, train=False)
+
+    def evaluate_dev(m):
+        return evaluate_dataset(
+            m,
+            tokenizer,
+            task,
+            data.dev,
+            task.train_language,
+            train_cfg.eval_batch_size,
+            data_cfg.max_seq_length,
+            train_cfg.bf16,
+            encoded=dev_encoded,
+        )
 
     run_dir = config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     trained = train(
-        model, tokenizer, family, train_ds, dev_ds, config.training, config.mode, run_dir / "trainer", config.seed
+        model, tokenizer, family, train_ds, train_cfg, config.mode, run_dir / "trainer", config.seed, evaluate_dev
     )
     metrics = evaluate_languages(
-        model,
-        tokenizer,
-        task,
-        data.evaluation,
-        config.training.eval_batch_size,
-        config.data.max_seq_length,
-        config.training.bf16,
+        model, tokenizer, task, data.evaluation, train_cfg.eval_batch_size, data_cfg.max_seq_length, train_cfg.bf16
     )
-    summary = summarize(metrics, family.main_metric, task.train_language)
+    summary = summarize(metrics, task)
 
     manifest = {
         "name": config.name,
@@ -174,7 +182,7 @@ def run(config: RunConfig) -> RunResult:
             "best": trained.best_dev,
             "best_step": trained.best_step,
             "steps": trained.steps,
-            "history": _dev_history(trained.history, f"eval_{family.main_metric}"),
+            "history": trained.history,
         },
         "eval_split": config.data.eval_split,
         "metrics": metrics,
@@ -199,12 +207,6 @@ def run(config: RunConfig) -> RunResult:
     _write_json(run_dir / "manifest.json", manifest)
     result.manifest = manifest
     return result
-
-
-def _dev_history(log_history: list[dict], key: str) -> list[dict]:
-    """The English dev curve (step, epoch, loss, metric) from the trainer's log, without timings."""
-    fields = ("step", "epoch", "eval_loss", key)
-    return [{f: h[f] for f in fields if f in h} for h in log_history if key in h]
 
 
 def _save_full_model(model, tokenizer, target: Path) -> Path:
@@ -299,5 +301,5 @@ def evaluate_setup(
         "model": model or entry.base_model,
         "eval_split": data.eval_split,
         "metrics": metrics,
-        "summary": summarize(metrics, task.family.main_metric, task.train_language),
+        "summary": summarize(metrics, task),
     }

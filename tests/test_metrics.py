@@ -219,6 +219,7 @@ def test_tagging_input_checks():
         tagging_scores(["O", "O"], ["O", "O"])
 
 
+@pytest.mark.filterwarnings("ignore:.*ill-defined")
 def test_ner_chunking_agrees_with_seqeval_on_iob_tags():
     """On BIO NER tags the 0.0.12 and 1.x semantics agree: cross-check with the real seqeval."""
     from seqeval.metrics import f1_score, precision_score, recall_score

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..metrics import accuracy
+from .common import PaddingCollator
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -21,52 +22,52 @@ if TYPE_CHECKING:
 MISSING_LABEL = -1  # GLUE / SNLI / PAWS-X convention for "no gold label": such rows are dropped
 
 
+def normalize_labels(ds: Dataset, task: Task, where: str, column: str = "label") -> Dataset:
+    """Map label names or numbers in ``column`` to indices 0..n-1 of ``task.labels``.
+
+    Rows with label -1 (no gold label) are dropped; any other value outside the label set is a
+    DataError naming the value, the row and the valid labels.
+    """
+    labels = task.labels
+    mapping: dict[Any, int] = {}
+    bad = []
+    for value in ds.unique(column):
+        index = _label_index(value, labels)
+        if index is None:
+            bad.append(value)
+        else:
+            mapping[value] = index
+    if bad:
+        row = next(i for i, v in enumerate(ds[column]) if v in bad)
+        raise DataError(
+            f"{where}: label {bad[0]!r} (row {row}, line {row + 1} of a JSON Lines file) is not in "
+            f"the label set of task {task.name!r}: {list(labels)} (or their indices "
+            f"0..{len(labels) - 1}; -1 marks a row without gold label). Fix the data or the "
+            f"column mapping (data.columns.{column})."
+        )
+    if MISSING_LABEL in mapping.values():
+        ds = ds.filter(lambda v: mapping[v] != MISSING_LABEL, input_columns=column)
+    if any(k != v for k, v in mapping.items()):
+        ds = ds.map(lambda b: {column: [mapping[v] for v in b]}, input_columns=column, batched=True)
+    return ds
+
+
 class ClassificationFamily:
     name = "classification"
     main_metric = "accuracy"
-    roles = ("text", "text_pair", "label")
+    label_names = ("labels",)
 
     # -- data ---------------------------------------------------------------------------------
     def prepare(self, ds: Dataset, task: Task, where: str) -> Dataset:
-        """Normalise labels of a dataset already renamed to roles: names or numbers -> 0..n-1.
+        return normalize_labels(ds, task, where)
 
-        Rows with label -1 (no gold label) are dropped; any other value outside the task's label
-        set is a DataError naming the value, the row and the valid labels.
-        """
-        labels = task.labels
-        mapping: dict[Any, int] = {}
-        bad = []
-        for value in ds.unique("label"):
-            index = _label_index(value, labels)
-            if index is None:
-                bad.append(value)
-            else:
-                mapping[value] = index
-        if bad:
-            column = ds["label"]
-            row = next(i for i, v in enumerate(column) if v in bad)
-            raise DataError(
-                f"{where}: label {bad[0]!r} (row {row}, line {row + 1} of a JSON Lines file) is not in "
-                f"the label set of task {task.name!r}: {list(labels)} (or their indices "
-                f"0..{len(labels) - 1}; -1 marks a row without gold label). Fix the data or the "
-                "column mapping (data.columns.label)."
-            )
-        if MISSING_LABEL in mapping.values():
-            ds = ds.filter(lambda v: mapping[v] != MISSING_LABEL, input_columns="label")
-        if any(k != v for k, v in mapping.items()):
-            ds = ds.map(lambda b: {"label": [mapping[v] for v in b]}, input_columns="label", batched=True)
-        return ds
-
-    def encode(self, ds: Dataset, tokenizer, max_length: int) -> Dataset:
+    def encode(self, ds: Dataset, tokenizer, max_length: int, train: bool = True) -> Dataset:
         """Tokenize ``text`` (+ ``text_pair``) with truncation; keep ``labels`` and ``length``."""
         has_pair = "text_pair" in ds.column_names
 
         def tokenize(batch):
             enc = tokenizer(
-                batch["text"],
-                batch["text_pair"] if has_pair else None,
-                truncation=True,
-                max_length=max_length,
+                batch["text"], batch["text_pair"] if has_pair else None, truncation=True, max_length=max_length
             )
             enc["labels"] = batch["label"]
             enc["length"] = [len(ids) for ids in enc["input_ids"]]
@@ -76,28 +77,33 @@ class ClassificationFamily:
 
     def collator(self, tokenizer):
         """Dynamic padding to the longest sequence of each batch."""
-        return _PaddingCollator(tokenizer)
+        return PaddingCollator(tokenizer, self.label_names)
 
     # -- model --------------------------------------------------------------------------------
+    head_type = "classification"
+
     def add_head(self, model, name: str, task: Task) -> None:
         model.add_classification_head(name, num_labels=len(task.labels), id2label=dict(enumerate(task.labels)))
 
     def check_head(self, model, name: str, task: Task) -> str | None:
         """Why head ``name`` cannot serve ``task``, or None when it can."""
-        head = model.heads[name]
-        num_labels = head.config.get("num_labels")
-        if head.config.get("head_type") != "classification":
-            return f"head {name!r} is a {head.config.get('head_type')} head, task {task.name!r} needs classification"
-        if num_labels != len(task.labels):
-            return f"head {name!r} predicts {num_labels} labels, task {task.name!r} has {len(task.labels)}"
+        config = model.heads[name].config
+        if config.get("head_type") != self.head_type:
+            return f"head {name!r} is a {config.get('head_type')} head, task {task.name!r} needs {self.head_type}"
+        if config.get("num_labels") != len(task.labels):
+            return (
+                f"head {name!r} predicts {config.get('num_labels')} labels, task {task.name!r} has {len(task.labels)}"
+            )
         return None
 
     # -- predictions and metric ---------------------------------------------------------------
-    def decode(self, logits: np.ndarray) -> np.ndarray:
-        return np.asarray(logits).argmax(axis=-1)
+    def batch_outputs(self, output, batch: dict) -> list[np.ndarray]:
+        """One score vector per row."""
+        return list(output.logits.float().cpu().numpy())
 
-    def score(self, predictions, references) -> dict[str, float]:
-        return {"accuracy": accuracy(list(predictions), list(references))}
+    def score(self, ds: Dataset, encoded: Dataset, outputs: list, task: Task, language: str) -> dict[str, float]:
+        predictions = [int(np.argmax(o)) for o in outputs]
+        return {"accuracy": accuracy(predictions, encoded["labels"])}
 
 
 def _label_index(value: Any, labels: tuple[str, ...]) -> int | None:
@@ -112,16 +118,3 @@ def _label_index(value: Any, labels: tuple[str, ...]) -> int | None:
         if value == MISSING_LABEL or 0 <= value < len(labels):
             return int(value)
     return None
-
-
-class _PaddingCollator:
-    """Pads a batch with the tokenizer and drops the ``length`` column used for batching."""
-
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
-
-    def __call__(self, features: list[dict]) -> dict:
-        from transformers.data.data_collator import pad_without_fast_tokenizer_warning
-
-        features = [{k: v for k, v in f.items() if k != "length"} for f in features]
-        return pad_without_fast_tokenizer_warning(self.tokenizer, features, return_tensors="pt")

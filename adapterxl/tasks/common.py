@@ -1,0 +1,47 @@
+"""What the task families share: padding collators and the model-input columns."""
+
+from __future__ import annotations
+
+import numpy as np
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class PaddingCollator:
+    """Pads model inputs with the tokenizer and ``label_names`` lists with ``label_pad``; every other
+    column (lengths, offsets, example ids) is dropped. Inputs shaped ``[choices, tokens]`` (multiple
+    choice) are flattened for padding and reshaped back to ``[batch, choices, tokens]``."""
+
+    def __init__(self, tokenizer, label_names: tuple[str, ...], label_pad: int | None = None):
+        self.tokenizer = tokenizer
+        self.label_names = label_names
+        self.label_pad = label_pad
+
+    def __call__(self, features: list[dict]) -> dict:
+        import torch
+        from transformers.data.data_collator import pad_without_fast_tokenizer_warning
+
+        keys = [k for k in MODEL_INPUTS if k in features[0]]
+        choices = None
+        if np.ndim(features[0]["input_ids"][0]) == 1:  # multiple choice: a sequence per choice
+            choices = len(features[0]["input_ids"])
+            rows = [{k: f[k][c] for k in keys} for f in features for c in range(choices)]
+        else:
+            rows = [{k: f[k] for k in keys} for f in features]
+        batch = pad_without_fast_tokenizer_warning(self.tokenizer, rows, return_tensors="pt")
+        if choices is not None:
+            batch = {k: v.view(len(features), choices, -1) for k, v in batch.items()}
+        width = batch["input_ids"].shape[-1]
+        for name in self.label_names:
+            if name not in features[0]:
+                continue
+            values = [f[name] for f in features]
+            if self.label_pad is not None and np.ndim(values[0]) == 1:  # token labels: pad to width
+                values = [list(v) + [self.label_pad] * (width - len(v)) for v in values]
+            batch[name] = torch.tensor(values, dtype=torch.long)
+        return dict(batch)
+
+
+def valid_lengths(batch: dict) -> np.ndarray:
+    """Number of real (non-pad) tokens per row of a padded batch."""
+    return batch["attention_mask"].sum(-1).cpu().numpy()

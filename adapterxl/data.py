@@ -46,10 +46,11 @@ def load_task_data(task: Task, data: DataConfig, train: bool = True) -> TaskData
         dev_ds = load_split(task, "validation", lang, data, data.max_eval_examples)
     evaluation = {}
     for language in languages:
-        if train and language == lang and data.eval_split == "validation":
+        split = task.split_for(language, data.eval_split)
+        if train and language == lang and split == "validation":
             evaluation[language] = dev_ds  # same rows: load once
         else:
-            evaluation[language] = load_split(task, data.eval_split, language, data, data.max_eval_examples)
+            evaluation[language] = load_split(task, split, language, data, data.max_eval_examples)
     return TaskData(train_ds, dev_ds, evaluation)
 
 

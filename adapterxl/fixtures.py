@@ -148,6 +148,85 @@ def write_nli_fixture(
     }
 
 
+# Function words for the tagging fixtures (languages without articles have none).
+_DETERMINERS = {"en": "the", "de": "der", "fr": "le", "es": "el"}
+_ADPOSITIONS = {"en": "in", "de": "im", "fr": "dans", "es": "en", "ru": "в", "ar": "في", "tr": "içinde", "zh": "在"}
+_PERSONS = ["Anna Weber", "Li Wei", "Ivan Petrov", "Maria Garcia", "Ahmed Hassan", "Ayşe Yılmaz", "Jean Dupont"]
+_LOCATIONS = ["Berlin", "Paris", "Madrid", "Kairo", "Istanbul", "Beijing", "New York", "Rio de Janeiro"]
+_ORGANIZATIONS = ["Siemens", "Red Cross", "World Bank", "Nokia", "United Nations"]
+
+
+def tagging_examples(lang: str, n: int, seed: int, scheme: str) -> list[dict]:
+    """``n`` synthetic tagged sentences in ``lang``: ``scheme="upos"`` gives google/xtreme udpos
+    rows (tokens, pos_tags as UPOS names), ``"ner"`` PAN-X rows (tokens, ner_tags as IOB2 names,
+    langs). Parallel across languages for the same seed."""
+    lex = lexicon()
+    if lang not in lex["languages"]:
+        raise ValueError(f"no synthetic data for language {lang!r}; have {lex['languages']}")
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        noun, place, verb = rng.choice(lex["nouns"]), rng.choice(lex["places"]), rng.choice(lex["verbs"])
+        adj = rng.choice(rng.choice(lex["adjective_pairs"]))
+        det = [(_DETERMINERS[lang], "DET", "O")] if lang in _DETERMINERS else []
+        verb_words = [(w, "VERB", "O") for w in verb[lang].split()]
+        where = [(_ADPOSITIONS[lang], "ADP", "O")]
+        if scheme == "upos":
+            words = [
+                *det,
+                (adj[lang], "ADJ", "O"),
+                (noun[lang], "NOUN", "O"),
+                *verb_words,
+                *where,
+                *det,
+                (place[lang], "NOUN", "O"),
+                (".", "PUNCT", "O"),
+            ]
+        else:
+            kind, names = rng.choice([("PER", _PERSONS), ("ORG", _ORGANIZATIONS)])
+            subject = rng.choice(names).split()
+            location = rng.choice(_LOCATIONS).split()
+            words = [(w, "PROPN", ("B-" if i == 0 else "I-") + kind) for i, w in enumerate(subject)]
+            words += [*verb_words, *where]
+            words += [(w, "PROPN", ("B-" if i == 0 else "I-") + "LOC") for i, w in enumerate(location)]
+            words += [(".", "PUNCT", "O")]
+        tokens = [w for w, _, _ in words]
+        if scheme == "upos":
+            rows.append({"tokens": tokens, "pos_tags": [t for _, t, _ in words]})
+        else:
+            rows.append({"tokens": tokens, "ner_tags": [t for _, _, t in words], "langs": [lang] * len(tokens)})
+    return rows
+
+
+def write_tagging_fixture(
+    root: Path,
+    scheme: str,
+    languages: tuple[str, ...] | None = None,
+    train: int = 200,
+    dev: int = 60,
+    test_only: tuple[str, ...] = (),
+) -> dict[str, str]:
+    """Write UDPOS-like (``upos``) or PAN-X-like (``ner``) JSON Lines files per language and split
+    under ``root``, tags as ClassLabel indices like the Hub's; returns the ``data_files`` mapping
+    (``{lang}`` templated). Languages outside the lexicon reuse one of its languages' words;
+    ``test_only`` languages get no validation file (as UDPOS kk, th, tl, yo)."""
+    from .tasks import NER_TAGS, UPOS_TAGS
+
+    root = Path(root)
+    column, names = ("pos_tags", UPOS_TAGS) if scheme == "upos" else ("ner_tags", NER_TAGS)
+    have = fixture_languages()
+    for i, lang in enumerate(languages or have):
+        source = lang if lang in have else have[i % len(have)]
+        for split, n, seed in (("train", train, 11), ("validation", dev, 12), ("test", dev, 13)):
+            if split == "validation" and lang in test_only:
+                continue
+            rows = tagging_examples(source, n, seed, scheme)
+            for row in rows:
+                row[column] = [names.index(t) for t in row[column]]
+            write_jsonl(root / lang / f"{split}.jsonl", rows)
+    return {s: str(root / "{lang}" / f"{s}.jsonl") for s in ("train", "validation", "test")}
+
+
 def _train_tokenizer(arch: str):
     """Train a tokenizer of the architecture's kind on the shipped multilingual text."""
     from tokenizers import SentencePieceBPETokenizer, processors

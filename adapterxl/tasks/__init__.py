@@ -13,13 +13,30 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 from .classification import ClassificationFamily
+from .tagging import TaggingFamily
 
 CLASSIFICATION = ClassificationFamily()
-FAMILIES = {family.name: family for family in (CLASSIFICATION,)}
+TAGGING = TaggingFamily()
+FAMILIES = {family.name: family for family in (CLASSIFICATION, TAGGING)}
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 XNLI_LANGUAGES = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
 PAWSX_LANGUAGES = ("de", "en", "es", "fr", "ja", "ko", "zh")
+UPOS_TAGS = tuple("ADJ ADP ADV AUX CCONJ DET INTJ NOUN NUM PART PRON PROPN PUNCT SCONJ SYM VERB X".split())
+NER_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
+# google/xtreme names its udpos configs by language name.
+UDPOS_LANGUAGE_NAMES = {
+    "af": "Afrikaans", "ar": "Arabic", "bg": "Bulgarian", "de": "German", "el": "Greek", "en": "English",
+    "es": "Spanish", "et": "Estonian", "eu": "Basque", "fa": "Persian", "fi": "Finnish", "fr": "French",
+    "he": "Hebrew", "hi": "Hindi", "hu": "Hungarian", "id": "Indonesian", "it": "Italian", "ja": "Japanese",
+    "kk": "Kazakh", "ko": "Korean", "mr": "Marathi", "nl": "Dutch", "pt": "Portuguese", "ru": "Russian",
+    "ta": "Tamil", "te": "Telugu", "th": "Thai", "tl": "Tagalog", "tr": "Turkish", "ur": "Urdu",
+    "vi": "Vietnamese", "yo": "Yoruba", "zh": "Chinese",
+}  # fmt: skip
+PANX_LANGUAGES = tuple(
+    "af ar bg bn de el en es et eu fa fi fr he hi hu id it ja jv ka kk ko ml mr ms my nl pt ru sw ta te th tl tr "
+    "ur vi yo zh".split()
+)
 
 
 @dataclass(frozen=True)
@@ -31,9 +48,12 @@ class HubSource:
     config: str | None
     splits: Mapping[str, str]
     revision: str | None = None
+    language_names: Mapping[str, str] = field(default_factory=dict)  # for configs using {name}
 
     def config_for(self, language: str) -> str | None:
-        return self.config.format(lang=language) if self.config else None
+        if not self.config:
+            return None
+        return self.config.format(lang=language, name=self.language_names.get(language, language))
 
 
 @dataclass(frozen=True)
@@ -50,6 +70,12 @@ class Task:
     train_language: str = "en"
     description: str = ""
     kind: str = field(default="target")  # "intermediate" (English only) or "target" (zero-shot)
+    # Languages that lack a split: {language: {wanted split: split used instead}}.
+    split_fallbacks: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    def split_for(self, language: str, split: str) -> str:
+        """The split actually loaded for ``language`` when ``split`` is asked for."""
+        return self.split_fallbacks.get(language, {}).get(split, split)
 
     @property
     def metric(self) -> str:
@@ -100,6 +126,32 @@ TASKS: dict[str, Task] = {
             columns={"text": "sentence1", "text_pair": "sentence2", "label": "label"},
             labels=("not_paraphrase", "paraphrase"),
             description="PAWS-X, cross-lingual paraphrase identification in 7 languages",
+        ),
+        Task(
+            name="udpos",
+            family=TAGGING,
+            languages=tuple(UDPOS_LANGUAGE_NAMES),
+            source=HubSource(
+                "google/xtreme",
+                "udpos.{name}",
+                {"train": "train", "validation": "validation", "test": "test"},
+                language_names=UDPOS_LANGUAGE_NAMES,
+            ),
+            columns={"tokens": "tokens", "tags": "pos_tags"},
+            labels=UPOS_TAGS,
+            split_fallbacks={lang: {"validation": "test"} for lang in ("kk", "th", "tl", "yo")},
+            description="Universal Dependencies v2.5 part-of-speech tagging, 33 languages (17 UPOS tags)",
+        ),
+        Task(
+            name="panx",
+            family=TAGGING,
+            languages=PANX_LANGUAGES,
+            source=HubSource(
+                "google/xtreme", "PAN-X.{lang}", {"train": "train", "validation": "validation", "test": "test"}
+            ),
+            columns={"tokens": "tokens", "tags": "ner_tags"},
+            labels=NER_TAGS,
+            description="PAN-X / WikiANN named entities (PER, ORG, LOC; IOB2), 40 languages",
         ),
     ]
 }

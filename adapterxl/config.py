@@ -43,7 +43,7 @@ class DataConfig:
     """
 
     data_files: dict[str, str] = field(default_factory=dict)
-    columns: dict[str, str] = field(default_factory=dict)
+    columns: dict[str, str | list[str]] = field(default_factory=dict)
     max_seq_length: int = 128
     max_train_examples: int | None = None
     max_eval_examples: int | None = None

@@ -95,7 +95,7 @@ def _load_local(template: str, language: str, task: Task, split: str):
 def _load_hub(task: Task, split: str, language: str):
     import datasets
 
-    src = task.source
+    src = task.source_for(language)
     if split not in src.splits:
         raise DataError(
             f"task {task.name!r} has no labelled {split!r} split on the Hub (has {sorted(src.splits)}); "
@@ -115,20 +115,40 @@ def _load_hub(task: Task, split: str, language: str):
     return ds, where
 
 
-def _select_roles(ds, task: Task, overrides: dict[str, str], where: str):
+def _columns_of(spec: str | list[str] | tuple[str, ...]) -> list[str]:
+    return [spec] if isinstance(spec, str) else list(spec)
+
+
+def _select_roles(ds, task: Task, overrides: dict, where: str):
+    """Keep the columns the task's roles map to, renamed to the roles. A role may map to several
+    columns (gathered into one list per row, e.g. answer0..answer3 -> choices) or to a nested
+    field (``choices.text``)."""
     columns = {**task.columns, **overrides}
-    missing = {role: col for role, col in columns.items() if col not in ds.column_names}
+    if any("." in c for spec in columns.values() for c in _columns_of(spec)):
+        ds = ds.flatten()
+    missing = {c: role for role, spec in columns.items() for c in _columns_of(spec) if c not in ds.column_names}
     if missing:
-        wanted = ", ".join(f"{col!r} (role {role})" for role, col in missing.items())
+        wanted = ", ".join(f"{col!r} (role {role})" for col, role in missing.items())
         raise DataError(
             f"{where}: missing column(s) {wanted}; the data has columns {ds.column_names}. Rename the "
             f"columns in the data, or map roles to your columns with data.columns, e.g. "
-            f"{{{next(iter(missing))}: YOUR_COLUMN}}"
+            f"{{{next(iter(missing.values()))}: YOUR_COLUMN}}"
         )
-    ds = ds.select_columns(list(dict.fromkeys(columns.values())))
-    # Rename through temporary names so that swapped names (text <- label, ...) cannot collide.
-    ds = ds.rename_columns({col: f"__role_{role}" for role, col in columns.items()})
-    return ds.rename_columns({f"__role_{role}": role for role in columns})
+    if all(isinstance(spec, str) for spec in columns.values()):
+        # Zero-copy: select and rename (through temporary names, so swapped names cannot collide).
+        ds = ds.select_columns(list(dict.fromkeys(columns.values())))
+        ds = ds.rename_columns({col: f"__role_{role}" for role, col in columns.items()})
+        return ds.rename_columns({f"__role_{role}": role for role in columns})
+
+    def to_roles(batch):
+        return {
+            role: batch[spec]
+            if isinstance(spec, str)
+            else [list(row) for row in zip(*(batch[c] for c in spec), strict=True)]
+            for role, spec in columns.items()
+        }
+
+    return ds.map(to_roles, batched=True, remove_columns=ds.column_names, desc="Selecting columns")
 
 
 def _first_line(exc: BaseException) -> str:

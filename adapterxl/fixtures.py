@@ -227,6 +227,99 @@ def write_tagging_fixture(
     return {s: str(root / "{lang}" / f"{s}.jsonl") for s in ("train", "validation", "test")}
 
 
+MC_SCHEMAS = ("hellaswag", "cosmosqa", "csqa", "siqa", "copa")
+_MC_CHOICES = {"hellaswag": 4, "cosmosqa": 4, "csqa": 5, "siqa": 3, "copa": 2}
+
+
+def choice_examples(lang: str, n: int, seed: int, schema: str) -> list[dict]:
+    """``n`` synthetic multiple-choice rows in the Hub schema of ``schema`` (hellaswag: Rowan/hellaswag,
+    cosmosqa: allenai/cosmos_qa, csqa: tau/commonsense_qa, siqa: allenai/social_i_qa, copa:
+    SuperGLUE COPA / cambridgeltl/xcopa). The right choice restates the context; the others come
+    from other contexts."""
+    k = _MC_CHOICES[schema]
+    pool = nli_examples(lang, 6 * n + 30, seed)
+    entailed = [e for e in pool if e["label"] == 0]
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        example = entailed[i % len(entailed)]
+        answer = rng.randrange(k)
+        choices = [rng.choice(pool)["hypothesis"] for _ in range(k - 1)]
+        choices.insert(answer, example["hypothesis"])
+        context = example["premise"]
+        if schema == "hellaswag":
+            rows.append(
+                {
+                    "ind": i,
+                    "activity_label": "fixture",
+                    "ctx_a": context,
+                    "ctx_b": "",
+                    "ctx": context,
+                    "endings": choices,
+                    "source_id": f"fixture~{i}",
+                    "split_type": "indomain",
+                    "label": str(answer),
+                }
+            )
+        elif schema == "cosmosqa":
+            rows.append(
+                {
+                    "id": f"c{i}",
+                    "context": context,
+                    "question": "What is true?",
+                    **{f"answer{j}": c for j, c in enumerate(choices)},
+                    "label": answer,
+                }
+            )
+        elif schema == "csqa":
+            letters = "ABCDE"
+            rows.append(
+                {
+                    "id": f"q{i}",
+                    "question": context,
+                    "question_concept": "fixture",
+                    "choices": {"label": list(letters), "text": choices},
+                    "answerKey": letters[answer],
+                }
+            )
+        elif schema == "siqa":
+            rows.append(
+                {
+                    "context": context,
+                    "question": "What is true?",
+                    **{f"answer{c}": t for c, t in zip("ABC", choices, strict=True)},
+                    "label": str(answer + 1),
+                }
+            )
+        else:
+            rows.append(
+                {
+                    "premise": context,
+                    "choice1": choices[0],
+                    "choice2": choices[1],
+                    "question": rng.choice(["cause", "effect"]),
+                    "label": answer,
+                    "idx": i,
+                }
+            )
+    return rows
+
+
+def write_choice_fixture(
+    root: Path, schema: str, languages: tuple[str, ...] = ("en",), train: int = 120, dev: int = 40
+) -> dict[str, str]:
+    """Write multiple-choice JSON Lines files per language and split under ``root`` in the Hub
+    schema of ``schema``; returns the ``data_files`` mapping (``{lang}`` templated). Languages
+    outside the lexicon reuse one of its languages' words."""
+    root = Path(root)
+    have = fixture_languages()
+    for i, lang in enumerate(languages):
+        source = lang if lang in have else have[i % len(have)]
+        for split, n, seed in (("train", train, 21), ("validation", dev, 22), ("test", dev, 23)):
+            write_jsonl(root / lang / f"{split}.jsonl", choice_examples(source, n, seed, schema))
+    return {s: str(root / "{lang}" / f"{s}.jsonl") for s in ("train", "validation", "test")}
+
+
 def _train_tokenizer(arch: str):
     """Train a tokenizer of the architecture's kind on the shipped multilingual text."""
     from tokenizers import SentencePieceBPETokenizer, processors

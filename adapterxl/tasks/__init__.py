@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 from .classification import ClassificationFamily
+from .multiple_choice import MultipleChoiceFamily
 from .tagging import TaggingFamily
 
 CLASSIFICATION = ClassificationFamily()
 TAGGING = TaggingFamily()
-FAMILIES = {family.name: family for family in (CLASSIFICATION, TAGGING)}
+MULTIPLE_CHOICE = MultipleChoiceFamily()
+FAMILIES = {family.name: family for family in (CLASSIFICATION, TAGGING, MULTIPLE_CHOICE)}
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 XNLI_LANGUAGES = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
@@ -33,6 +35,7 @@ UDPOS_LANGUAGE_NAMES = {
     "ta": "Tamil", "te": "Telugu", "th": "Thai", "tl": "Tagalog", "tr": "Turkish", "ur": "Urdu",
     "vi": "Vietnamese", "yo": "Yoruba", "zh": "Chinese",
 }  # fmt: skip
+XCOPA_LANGUAGES = ("et", "ht", "id", "it", "qu", "sw", "ta", "th", "tr", "vi", "zh")
 PANX_LANGUAGES = tuple(
     "af ar bg bn de el en es et eu fa fi fr he hi hu id it ja jv ka kk ko ml mr ms my nl pt ru sw ta te th tl tr "
     "ur vi yo zh".split()
@@ -62,16 +65,27 @@ class Task:
     family's roles to the Hub schema's column names."""
 
     name: str
-    family: ClassificationFamily
+    family: ClassificationFamily | TaggingFamily | MultipleChoiceFamily
     languages: tuple[str, ...]
     source: HubSource
-    columns: Mapping[str, str]
+    columns: Mapping[str, str | tuple[str, ...]]
     labels: tuple[str, ...] = ()
     train_language: str = "en"
     description: str = ""
     kind: str = field(default="target")  # "intermediate" (English only) or "target" (zero-shot)
     # Languages that lack a split: {language: {wanted split: split used instead}}.
     split_fallbacks: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    # Where the English training (and dev) data comes from when it is not ``source`` (XCOPA: COPA).
+    train_source: HubSource | None = None
+    # Texts that replace values of the ``question`` role (COPA's "cause" / "effect").
+    question_prompts: Mapping[str, str] = field(default_factory=dict)
+
+    def source_for(self, language: str) -> HubSource:
+        """The Hub source of ``language``'s data."""
+        if self.train_source is not None and language == self.train_language:
+            return self.train_source
+        return self.source
 
     def split_for(self, language: str, split: str) -> str:
         """The split actually loaded for ``language`` when ``split`` is asked for."""
@@ -152,6 +166,85 @@ TASKS: dict[str, Task] = {
             columns={"tokens": "tokens", "tags": "ner_tags"},
             labels=NER_TAGS,
             description="PAN-X / WikiANN named entities (PER, ORG, LOC; IOB2), 40 languages",
+        ),
+        Task(
+            name="hellaswag",
+            family=MULTIPLE_CHOICE,
+            kind="intermediate",
+            languages=("en",),
+            # A loading-script dataset: read its parquet conversion (datasets >= 4 runs no scripts).
+            source=HubSource(
+                "Rowan/hellaswag", None, {"train": "train", "validation": "validation"}, revision="refs/convert/parquet"
+            ),
+            columns={"context": "ctx", "choices": "endings", "label": "label"},
+            labels=("0", "1", "2", "3"),
+            description="HellaSwag, 4-way sentence completion (40k train)",
+        ),
+        Task(
+            name="cosmosqa",
+            family=MULTIPLE_CHOICE,
+            kind="intermediate",
+            languages=("en",),
+            source=HubSource(
+                "allenai/cosmos_qa",
+                None,
+                {"train": "train", "validation": "validation"},
+                revision="refs/convert/parquet",
+            ),
+            columns={
+                "context": "context",
+                "question": "question",
+                "choices": ("answer0", "answer1", "answer2", "answer3"),
+                "label": "label",
+            },
+            labels=("0", "1", "2", "3"),
+            description="Cosmos QA, 4-way commonsense reading comprehension (25k train)",
+        ),
+        Task(
+            name="csqa",
+            family=MULTIPLE_CHOICE,
+            kind="intermediate",
+            languages=("en",),
+            source=HubSource("tau/commonsense_qa", None, {"train": "train", "validation": "validation"}),
+            columns={"context": "question", "choices": "choices.text", "label": "answerKey"},
+            labels=("A", "B", "C", "D", "E"),
+            description="CommonsenseQA, 5-way commonsense question answering (9.7k train)",
+        ),
+        Task(
+            name="siqa",
+            family=MULTIPLE_CHOICE,
+            kind="intermediate",
+            languages=("en",),
+            source=HubSource(
+                "allenai/social_i_qa",
+                None,
+                {"train": "train", "validation": "validation"},
+                revision="refs/convert/parquet",
+            ),
+            columns={
+                "context": "context",
+                "question": "question",
+                "choices": ("answerA", "answerB", "answerC"),
+                "label": "label",
+            },
+            labels=("1", "2", "3"),
+            description="Social IQa, 3-way social commonsense QA (33k train); XCOPA's usual intermediate task",
+        ),
+        Task(
+            name="xcopa",
+            family=MULTIPLE_CHOICE,
+            languages=XCOPA_LANGUAGES,
+            source=HubSource("cambridgeltl/xcopa", "{lang}", {"validation": "validation", "test": "test"}),
+            train_source=HubSource(
+                "aps/super_glue",
+                "copa",
+                {"train": "train", "validation": "validation"},
+                revision="refs/convert/parquet",
+            ),
+            columns={"context": "premise", "question": "question", "choices": ("choice1", "choice2"), "label": "label"},
+            labels=("0", "1"),
+            question_prompts={"cause": "What was the cause?", "effect": "What happened as a result?"},
+            description="XCOPA, causal commonsense reasoning in 11 languages; English train = COPA (400)",
         ),
     ]
 }

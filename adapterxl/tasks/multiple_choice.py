@@ -1,0 +1,92 @@
+"""Multiple choice (HellaSwag, Cosmos QA, CommonsenseQA, SIQa, COPA / XCOPA).
+
+Roles: ``context``, optional ``question``, ``choices`` (a list of answer texts) and ``label`` (the
+index or name of the right choice). Each choice is encoded as the pair (context, question +
+choice); one head scores every choice of an example and a softmax over them picks one. The number
+of choices is fixed per task (the head's), and a row with another number is an error. Metric:
+accuracy.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import DataError
+from ..metrics import accuracy
+from .classification import normalize_labels
+from .common import PaddingCollator
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+    from . import Task
+
+
+class MultipleChoiceFamily:
+    name = "multiple_choice"
+    main_metric = "accuracy"
+    label_names = ("labels",)
+    head_type = "multiple_choice"
+
+    # -- data ---------------------------------------------------------------------------------
+    def prepare(self, ds: Dataset, task: Task, where: str) -> Dataset:
+        """Check the choice count of every row and map labels to choice indices."""
+        n = len(task.labels)
+        for row, choices in enumerate(ds["choices"]):
+            if len(choices) != n:
+                raise DataError(
+                    f"{where}: row {row} (line {row + 1} of a JSON Lines file) of task {task.name!r} has "
+                    f"{len(choices)} choices, but the task's head scores exactly {n}"
+                )
+        if task.question_prompts and "question" in ds.column_names:
+            prompts = task.question_prompts
+            ds = ds.map(lambda b: {"question": [prompts.get(q, q) for q in b]}, input_columns="question", batched=True)
+        return normalize_labels(ds, task, where)
+
+    def encode(self, ds: Dataset, tokenizer, max_length: int, train: bool = True) -> Dataset:
+        """One (context, question + choice) pair per choice: ``input_ids`` is [choices][tokens]."""
+        has_question = "question" in ds.column_names
+
+        def tokenize(batch):
+            firsts, seconds = [], []
+            for i, choices in enumerate(batch["choices"]):
+                question = batch["question"][i] if has_question else ""
+                for choice in choices:
+                    firsts.append(batch["context"][i])
+                    seconds.append(f"{question} {choice}".strip())
+            enc = tokenizer(firsts, seconds, truncation="longest_first", max_length=max_length)
+            per_row = len(batch["choices"][0]) if batch["choices"] else 0
+            out = {
+                key: [values[j : j + per_row] for j in range(0, len(values), per_row)] for key, values in enc.items()
+            }
+            out["labels"] = batch["label"]
+            out["length"] = [max(len(ids) for ids in row) for row in out["input_ids"]]
+            return out
+
+        return ds.map(tokenize, batched=True, remove_columns=ds.column_names, desc="Tokenizing")
+
+    def collator(self, tokenizer):
+        return PaddingCollator(tokenizer, self.label_names)
+
+    # -- model --------------------------------------------------------------------------------
+    def add_head(self, model, name: str, task: Task) -> None:
+        model.add_multiple_choice_head(name, num_choices=len(task.labels))
+
+    def check_head(self, model, name: str, task: Task) -> str | None:
+        config = model.heads[name].config
+        if config.get("head_type") != self.head_type:
+            return f"head {name!r} is a {config.get('head_type')} head, task {task.name!r} needs {self.head_type}"
+        if config.get("num_choices") != len(task.labels):
+            return (
+                f"head {name!r} scores {config.get('num_choices')} choices, task {task.name!r} has {len(task.labels)}"
+            )
+        return None
+
+    # -- predictions and metric ---------------------------------------------------------------
+    def batch_outputs(self, output, batch: dict) -> list[np.ndarray]:
+        return list(output.logits.float().cpu().numpy())
+
+    def score(self, ds: Dataset, encoded: Dataset, outputs: list, task: Task, language: str) -> dict[str, float]:
+        return {"accuracy": accuracy([int(np.argmax(o)) for o in outputs], encoded["labels"])}

@@ -155,7 +155,7 @@ def train(
     help="Local files for a split, {lang} in PATH per language (repeatable).",
 )
 @click.option("--max-examples", type=int, help="Evaluate on at most this many examples per language.")
-@click.option("--max-seq-length", type=int, default=128, show_default=True)
+@click.option("--max-seq-length", type=int, help="Default: the task family's (384 for QA, else 128).")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--store", help="Adapter store folder.")
 @click.option("--output", type=click.Path(dir_okay=False), help="Write the results as JSON here.")

@@ -44,11 +44,17 @@ class DataConfig:
 
     data_files: dict[str, str] = field(default_factory=dict)
     columns: dict[str, str | list[str]] = field(default_factory=dict)
-    max_seq_length: int = 128
+    max_seq_length: int | None = None  # None: the task family's default (384 for QA, else 128)
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
     eval_split: str = "validation"
     languages: list[str] | None = None  # evaluation languages; None: every language of the task
+    # Extractive QA (XTREME / BERT defaults): windows over long contexts, span decoding.
+    doc_stride: int = 128
+    max_query_length: int = 64
+    max_answer_length: int = 30
+    n_best_size: int = 20
+    null_score_threshold: float = 0.0  # SQuAD v2: answer "" when null score - best span score > this
 
 
 @dataclass
@@ -140,7 +146,11 @@ class RunConfig:
             raise ConfigError(f"save_as {self.save_as!r} is also an intermediate adapter: pick another name")
         check_data(task, self.data)
         positive = {
-            "data.max_seq_length": self.data.max_seq_length,
+            "data.max_seq_length": self.data.max_seq_length or 1,
+            "data.doc_stride": self.data.doc_stride,
+            "data.max_query_length": self.data.max_query_length,
+            "data.max_answer_length": self.data.max_answer_length,
+            "data.n_best_size": self.data.n_best_size,
             "training.batch_size": self.training.batch_size,
             "training.eval_batch_size": self.training.eval_batch_size,
             "training.gradient_accumulation_steps": self.training.gradient_accumulation_steps,

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .config import DataConfig
 from .metrics import task_score
 from .tasks import Task
 from .training import use_bf16
@@ -53,8 +54,8 @@ def evaluate_dataset(
     task: Task,
     ds,
     language: str,
+    data: DataConfig,
     batch_size: int,
-    max_length: int,
     bf16: bool | str = "auto",
     encoded=None,
 ) -> dict[str, float]:
@@ -62,17 +63,17 @@ def evaluate_dataset(
     ``encoded`` may pass the family's encoding of ``ds`` when it is already at hand."""
     family = task.family
     if encoded is None:
-        encoded = family.encode(ds, tokenizer, max_length, train=False)
+        encoded = family.encode(ds, tokenizer, data, train=False)
     outputs = predict(model, encoded, family, family.collator(tokenizer), batch_size, bf16, f"{task.name}/{language}")
-    return family.score(ds, encoded, outputs, task, language)
+    return family.score(ds, encoded, outputs, task, language, data)
 
 
 def evaluate_languages(
-    model, tokenizer, task: Task, datasets: dict, batch_size: int, max_length: int, bf16: bool | str = "auto"
+    model, tokenizer, task: Task, datasets: dict, data: DataConfig, batch_size: int, bf16: bool | str = "auto"
 ) -> dict[str, dict[str, float]]:
     """``{language: {metric: value}}`` (percent) for each language's dataset."""
     return {
-        language: evaluate_dataset(model, tokenizer, task, ds, language, batch_size, max_length, bf16)
+        language: evaluate_dataset(model, tokenizer, task, ds, language, data, batch_size, bf16)
         for language, ds in tqdm(datasets.items(), desc=f"Evaluating {task.name}", unit="lang")
     }
 

@@ -133,8 +133,8 @@ def run(config: RunConfig) -> RunResult:
     params = count_parameters(model)
     family = task.family
     data_cfg, train_cfg = config.data, config.training
-    train_ds = family.encode(data.train, tokenizer, data_cfg.max_seq_length, train=True)
-    dev_encoded = family.encode(data.dev, tokenizer, data_cfg.max_seq_length, train=False)
+    train_ds = family.encode(data.train, tokenizer, data_cfg, train=True)
+    dev_encoded = family.encode(data.dev, tokenizer, data_cfg, train=False)
 
     def evaluate_dev(m):
         return evaluate_dataset(
@@ -143,8 +143,8 @@ def run(config: RunConfig) -> RunResult:
             task,
             data.dev,
             task.train_language,
+            data_cfg,
             train_cfg.eval_batch_size,
-            data_cfg.max_seq_length,
             train_cfg.bf16,
             encoded=dev_encoded,
         )
@@ -155,7 +155,7 @@ def run(config: RunConfig) -> RunResult:
         model, tokenizer, family, train_ds, train_cfg, config.mode, run_dir / "trainer", config.seed, evaluate_dev
     )
     metrics = evaluate_languages(
-        model, tokenizer, task, data.evaluation, train_cfg.eval_batch_size, data_cfg.max_seq_length, train_cfg.bf16
+        model, tokenizer, task, data.evaluation, data_cfg, train_cfg.eval_batch_size, train_cfg.bf16
     )
     summary = summarize(metrics, task)
 
@@ -294,7 +294,7 @@ def evaluate_setup(
     problem = task.family.check_head(backbone, head, task)
     if problem:
         raise ConfigError(f"cannot evaluate on {task.name!r}: {problem}")
-    metrics = evaluate_languages(backbone, tokenizer, task, datasets, batch_size, data.max_seq_length, bf16)
+    metrics = evaluate_languages(backbone, tokenizer, task, datasets, data, batch_size, bf16)
     return {
         "task": task.name,
         "adapter": adapter,

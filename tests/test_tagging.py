@@ -35,7 +35,7 @@ def _dataset(tmp_path, rows, task="panx"):
 def test_only_the_first_subtoken_of_each_word_is_labelled(tmp_path, backbone):
     ds = _dataset(tmp_path, [{"tokens": ["doggarden", "dog", "catkitchen"], "ner_tags": ["B-ORG", "O", "B-LOC"]}])
     _, tok = load_backbone(backbone)
-    enc = get_task("panx").family.encode(ds, tok, max_length=64)
+    enc = get_task("panx").family.encode(ds, tok, DataConfig(max_seq_length=64))
     labels, words = enc[0]["labels"], enc[0]["word_index"]
     assert len(enc[0]["input_ids"]) > 5  # the made-up words split into several sub-tokens
     assert [lab for lab in labels if lab != IGNORE] == [3, 0, 5]  # B-ORG, O, B-LOC once each
@@ -49,11 +49,11 @@ def test_predictions_map_back_to_words_and_truncated_words_count_as_o(tmp_path):
     task = get_task("panx")
     ds = _dataset(tmp_path, [{"tokens": ["a", "b", "c", "d"], "ner_tags": ["B-PER", "O", "O", "B-LOC"]}])
     _, tok = load_backbone("tiny-xlmr")
-    enc = task.family.encode(ds, tok, max_length=4)  # <s> a b </s>: words c, d are cut off
+    enc = task.family.encode(ds, tok, DataConfig(max_seq_length=4))  # <s> a b </s>: words c, d are cut off
     assert [w for w in enc[0]["word_index"] if w >= 0] == [0, 1]
     predicted = [0] * len(enc[0]["input_ids"])
     predicted[enc[0]["word_index"].index(0)] = 1  # B-PER on word 0
-    scores = task.family.score(ds, enc, [predicted], task, "en")
+    scores = task.family.score(ds, enc, [predicted], task, "en", DataConfig())
     assert scores == {"precision": 100.0, "recall": 50.0, "f1": pytest.approx(200 / 3)}  # LOC missed
 
 

@@ -17,6 +17,7 @@ from .common import PaddingCollator
 if TYPE_CHECKING:
     from datasets import Dataset
 
+    from ..config import DataConfig
     from . import Task
 
 MISSING_LABEL = -1  # GLUE / SNLI / PAWS-X convention for "no gold label": such rows are dropped
@@ -56,13 +57,15 @@ class ClassificationFamily:
     name = "classification"
     main_metric = "accuracy"
     label_names = ("labels",)
+    default_max_length = 128
 
     # -- data ---------------------------------------------------------------------------------
     def prepare(self, ds: Dataset, task: Task, where: str) -> Dataset:
         return normalize_labels(ds, task, where)
 
-    def encode(self, ds: Dataset, tokenizer, max_length: int, train: bool = True) -> Dataset:
+    def encode(self, ds: Dataset, tokenizer, data: DataConfig, train: bool = True) -> Dataset:
         """Tokenize ``text`` (+ ``text_pair``) with truncation; keep ``labels`` and ``length``."""
+        max_length = data.max_seq_length or self.default_max_length
         has_pair = "text_pair" in ds.column_names
 
         def tokenize(batch):
@@ -101,7 +104,9 @@ class ClassificationFamily:
         """One score vector per row."""
         return list(output.logits.float().cpu().numpy())
 
-    def score(self, ds: Dataset, encoded: Dataset, outputs: list, task: Task, language: str) -> dict[str, float]:
+    def score(
+        self, ds: Dataset, encoded: Dataset, outputs: list, task: Task, language: str, data: DataConfig
+    ) -> dict[str, float]:
         predictions = [int(np.argmax(o)) for o in outputs]
         return {"accuracy": accuracy(predictions, encoded["labels"])}
 

@@ -21,6 +21,7 @@ from .common import PaddingCollator
 if TYPE_CHECKING:
     from datasets import Dataset
 
+    from ..config import DataConfig
     from . import Task
 
 
@@ -28,6 +29,7 @@ class MultipleChoiceFamily:
     name = "multiple_choice"
     main_metric = "accuracy"
     label_names = ("labels",)
+    default_max_length = 128
     head_type = "multiple_choice"
 
     # -- data ---------------------------------------------------------------------------------
@@ -45,8 +47,9 @@ class MultipleChoiceFamily:
             ds = ds.map(lambda b: {"question": [prompts.get(q, q) for q in b]}, input_columns="question", batched=True)
         return normalize_labels(ds, task, where)
 
-    def encode(self, ds: Dataset, tokenizer, max_length: int, train: bool = True) -> Dataset:
+    def encode(self, ds: Dataset, tokenizer, data: DataConfig, train: bool = True) -> Dataset:
         """One (context, question + choice) pair per choice: ``input_ids`` is [choices][tokens]."""
+        max_length = data.max_seq_length or self.default_max_length
         has_question = "question" in ds.column_names
 
         def tokenize(batch):
@@ -88,5 +91,7 @@ class MultipleChoiceFamily:
     def batch_outputs(self, output, batch: dict) -> list[np.ndarray]:
         return list(output.logits.float().cpu().numpy())
 
-    def score(self, ds: Dataset, encoded: Dataset, outputs: list, task: Task, language: str) -> dict[str, float]:
+    def score(
+        self, ds: Dataset, encoded: Dataset, outputs: list, task: Task, language: str, data: DataConfig
+    ) -> dict[str, float]:
         return {"accuracy": accuracy([int(np.argmax(o)) for o in outputs], encoded["labels"])}

@@ -21,6 +21,7 @@ from .common import PaddingCollator, valid_lengths
 if TYPE_CHECKING:
     from datasets import Dataset
 
+    from ..config import DataConfig
     from . import Task
 
 IGNORE = -100
@@ -30,6 +31,7 @@ class TaggingFamily:
     name = "tagging"
     main_metric = "f1"
     label_names = ("labels",)
+    default_max_length = 128
     head_type = "tagging"
 
     # -- data ---------------------------------------------------------------------------------
@@ -69,9 +71,10 @@ class TaggingFamily:
             )
         return ds
 
-    def encode(self, ds: Dataset, tokenizer, max_length: int, train: bool = True) -> Dataset:
+    def encode(self, ds: Dataset, tokenizer, data: DataConfig, train: bool = True) -> Dataset:
         """Tokenize pre-split words; label first sub-tokens; keep each first sub-token's word index
         (``word_index``, -1 elsewhere) to map predictions back to words."""
+        max_length = data.max_seq_length or self.default_max_length
         tokenizer = for_pretokenized_input(tokenizer)
 
         def tokenize(batch):
@@ -115,7 +118,9 @@ class TaggingFamily:
         best = output.logits.argmax(-1).cpu().numpy()
         return [row[:n] for row, n in zip(best, valid_lengths(batch), strict=True)]
 
-    def score(self, ds: Dataset, encoded: Dataset, outputs: list, task: Task, language: str) -> dict[str, float]:
+    def score(
+        self, ds: Dataset, encoded: Dataset, outputs: list, task: Task, language: str, data: DataConfig
+    ) -> dict[str, float]:
         """Word-level tags; words cut off by ``max_seq_length`` are predicted as ``O`` (or the
         first label when there is no ``O``), so every gold word is scored."""
         fill = task.labels.index("O") if "O" in task.labels else 0

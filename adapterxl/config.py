@@ -186,6 +186,14 @@ def check_data(task, data: DataConfig) -> None:
             f"task {task.name!r} has no labelled {data.eval_split!r} split on the Hub; use "
             f"data.eval_split: one of {sorted(task.source.splits)}, or give data.data_files.{data.eval_split}"
         )
+    if task.family.name == "qa":
+        length = data.max_seq_length or task.family.default_max_length
+        if data.doc_stride + data.max_query_length + 4 > length:
+            raise ConfigError(
+                f"data.doc_stride ({data.doc_stride}) + data.max_query_length ({data.max_query_length}) + 4 special "
+                f"tokens must fit in data.max_seq_length ({length}) for task {task.name!r}: lower doc_stride or "
+                "max_query_length, or raise max_seq_length"
+            )
     bad_roles = [k for k in data.columns if k not in task.columns]
     if bad_roles:
         raise ConfigError(

@@ -42,24 +42,38 @@ def load_task_data(task: Task, data: DataConfig, train: bool = True) -> TaskData
     lang = task.train_language
     train_ds = dev_ds = None
     if train:
-        train_ds = load_split(task, "train", lang, data, data.max_train_examples)
-        dev_ds = load_split(task, "validation", lang, data, data.max_eval_examples)
+        train_ds = load_split(task, "train", lang, data, data.max_train_examples, training=True)
+        dev_ds = load_split(task, "validation", lang, data, data.max_eval_examples, training=True)
+    same_source = task.train_source is None or "validation" in data.data_files
     evaluation = {}
     for language in languages:
         split = task.split_for(language, data.eval_split)
-        if train and language == lang and split == "validation":
+        if train and language == lang and split == "validation" and same_source:
             evaluation[language] = dev_ds  # same rows: load once
         else:
             evaluation[language] = load_split(task, split, language, data, data.max_eval_examples)
     return TaskData(train_ds, dev_ds, evaluation)
 
 
-def load_split(task: Task, split: str, language: str, data: DataConfig, max_examples: int | None = None):
-    """One split of one language of ``task``, renamed to roles, labels normalised, capped."""
+def load_split(
+    task: Task, split: str, language: str, data: DataConfig, max_examples: int | None = None, training: bool = False
+):
+    """One split of one language of ``task``, renamed to roles, labels normalised, capped.
+    ``training``: the split feeds training or model selection (the task's training source)."""
     if split in data.data_files:
         raw, where = _load_local(data.data_files[split], language, task, split)
+        mixed = "{lang}" not in data.data_files[split]
     else:
-        raw, where = _load_hub(task, split, language)
+        raw, where = _load_hub(task, split, language, training)
+        mixed = True
+    prefix = task.id_prefixes.get(language)
+    if prefix and mixed:  # one file or config for all languages: keep this language's rows
+        id_column = task.columns.get("id", "id")
+        if id_column in raw.column_names:
+            raw = raw.filter(
+                lambda i: i.startswith(prefix + "-"), input_columns=id_column, desc=f"Selecting {language}"
+            )
+            where += f", ids starting with {prefix!r}"
     ds = _select_roles(raw, task, data.columns, where)
     ds = task.family.prepare(ds, task, where)
     if max_examples is not None:
@@ -92,10 +106,10 @@ def _load_local(template: str, language: str, task: Task, split: str):
     return ds, where
 
 
-def _load_hub(task: Task, split: str, language: str):
+def _load_hub(task: Task, split: str, language: str, training: bool = False):
     import datasets
 
-    src = task.source_for(language)
+    src = task.source_for(training)
     if split not in src.splits:
         raise DataError(
             f"task {task.name!r} has no labelled {split!r} split on the Hub (has {sorted(src.splits)}); "

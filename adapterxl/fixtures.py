@@ -320,6 +320,75 @@ def write_choice_fixture(
     return {s: str(root / "{lang}" / f"{s}.jsonl") for s in ("train", "validation", "test")}
 
 
+def qa_examples(lang: str, n: int, seed: int, unanswerable: float = 0.0, id_prefix: str = "") -> list[dict]:
+    """``n`` synthetic extractive-QA rows in the SQuAD schema (id, title, context, question,
+    answers{text, answer_start}): the context has three sentences, the question restates one
+    sentence's subject and action, the answer is its place. With probability ``unanswerable`` the
+    question is about a subject that is not in the context and has no answer (SQuAD v2 style)."""
+    lex = lexicon()
+    tpl = lex["templates"][lang]
+    rng = random.Random(seed)
+    sep = "" if lang == "zh" else " "
+    rows = []
+    for i in range(n):
+        nouns = rng.sample(lex["nouns"], 4)
+        places = rng.sample(lex["places"], 3)
+        verbs = [rng.choice(lex["verbs"]) for _ in range(3)]
+        adjs = [rng.choice(rng.choice(lex["adjective_pairs"])) for _ in range(3)]
+        sentences = [
+            _fill(tpl["premise"], lang, adj=a, noun=o, verb=v, place=p)
+            for a, o, v, p in zip(adjs, nouns, verbs, places, strict=False)
+        ]
+        context = sep.join(sentences)
+        k = rng.randrange(3)
+        if rng.random() < unanswerable:
+            question = _fill(tpl["act"], lang, noun=nouns[3], verb=verbs[k])
+            answers = {"text": [], "answer_start": []}
+        else:
+            question = _fill(tpl["act"], lang, noun=nouns[k], verb=verbs[k])
+            answer = places[k][lang]
+            start = sum(len(x) + len(sep) for x in sentences[:k]) + sentences[k].index(answer)
+            answers = {"text": [answer], "answer_start": [start]}
+        rows.append(
+            {
+                "id": f"{id_prefix}{lang}-{seed}-{i}",
+                "title": "fixture",
+                "context": context,
+                "question": question,
+                "answers": answers,
+            }
+        )
+    return rows
+
+
+def write_qa_fixture(
+    root: Path,
+    languages: tuple[str, ...] = ("en",),
+    train: int = 120,
+    dev: int = 40,
+    unanswerable: float = 0.0,
+    id_prefixes: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """Write SQuAD-schema JSON Lines files per language and split under ``root``; returns the
+    ``data_files`` mapping (``{lang}`` templated). With ``id_prefixes`` ({lang: prefix}) the ids
+    start with ``prefix-`` and one mixed file per split (TyDiQA-GoldP's layout) is written too,
+    as ``root/mixed/{split}.jsonl``."""
+    root = Path(root)
+    have = fixture_languages()
+    mixed: dict[str, list] = {"train": [], "validation": [], "test": []}
+    for i, lang in enumerate(languages):
+        source = lang if lang in have else have[i % len(have)]
+        prefix = f"{id_prefixes[lang]}-" if id_prefixes else ""
+        for split, n, seed in (("train", train, 31), ("validation", dev, 32), ("test", dev, 33)):
+            rows = qa_examples(source, n, seed, unanswerable, prefix)
+            write_jsonl(root / lang / f"{split}.jsonl", rows)
+            mixed[split] += rows
+    if id_prefixes:
+        for split, rows in mixed.items():
+            write_jsonl(root / "mixed" / f"{split}.jsonl", rows)
+    return {s: str(root / "{lang}" / f"{s}.jsonl") for s in ("train", "validation", "test")}
+
+
 def _train_tokenizer(arch: str):
     """Train a tokenizer of the architecture's kind on the shipped multilingual text."""
     from tokenizers import SentencePieceBPETokenizer, processors

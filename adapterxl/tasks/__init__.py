@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from ..errors import ConfigError
 from .classification import ClassificationFamily
 from .multiple_choice import MultipleChoiceFamily
+from .qa import QAFamily
 from .tagging import TaggingFamily
 
 CLASSIFICATION = ClassificationFamily()
 TAGGING = TaggingFamily()
 MULTIPLE_CHOICE = MultipleChoiceFamily()
-FAMILIES = {family.name: family for family in (CLASSIFICATION, TAGGING, MULTIPLE_CHOICE)}
+QA = QAFamily()
+FAMILIES = {family.name: family for family in (CLASSIFICATION, TAGGING, MULTIPLE_CHOICE, QA)}
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 XNLI_LANGUAGES = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
@@ -34,6 +36,12 @@ UDPOS_LANGUAGE_NAMES = {
     "kk": "Kazakh", "ko": "Korean", "mr": "Marathi", "nl": "Dutch", "pt": "Portuguese", "ru": "Russian",
     "ta": "Tamil", "te": "Telugu", "th": "Thai", "tl": "Tagalog", "tr": "Turkish", "ur": "Urdu",
     "vi": "Vietnamese", "yo": "Yoruba", "zh": "Chinese",
+}  # fmt: skip
+QA_COLUMNS = {"id": "id", "context": "context", "question": "question", "answers": "answers"}
+# google/xtreme's tydiqa config mixes the GoldP languages; ids start with the language's name.
+TYDIQA_PREFIXES = {
+    "en": "english", "ar": "arabic", "bn": "bengali", "fi": "finnish", "id": "indonesian", "ko": "korean",
+    "ru": "russian", "sw": "swahili", "te": "telugu",
 }  # fmt: skip
 XCOPA_LANGUAGES = ("et", "ht", "id", "it", "qu", "sw", "ta", "th", "tr", "vi", "zh")
 PANX_LANGUAGES = tuple(
@@ -65,7 +73,7 @@ class Task:
     family's roles to the Hub schema's column names."""
 
     name: str
-    family: ClassificationFamily | TaggingFamily | MultipleChoiceFamily
+    family: ClassificationFamily | TaggingFamily | MultipleChoiceFamily | QAFamily
     languages: tuple[str, ...]
     source: HubSource
     columns: Mapping[str, str | tuple[str, ...]]
@@ -80,12 +88,14 @@ class Task:
     train_source: HubSource | None = None
     # Texts that replace values of the ``question`` role (COPA's "cause" / "effect").
     question_prompts: Mapping[str, str] = field(default_factory=dict)
+    # QA metric script: "squad" (v1.1), "mlqa" (language-aware) or "squad_v2" (unanswerable questions).
+    qa_script: str = "squad"
+    # Configs that mix languages: {language: id prefix} selects a language's rows (TyDiQA-GoldP).
+    id_prefixes: Mapping[str, str] = field(default_factory=dict)
 
-    def source_for(self, language: str) -> HubSource:
-        """The Hub source of ``language``'s data."""
-        if self.train_source is not None and language == self.train_language:
-            return self.train_source
-        return self.source
+    def source_for(self, training: bool) -> HubSource:
+        """The Hub source of the training data (train and English dev) or of the evaluation data."""
+        return self.train_source if training and self.train_source is not None else self.source
 
     def split_for(self, language: str, split: str) -> str:
         """The split actually loaded for ``language`` when ``split`` is asked for."""
@@ -95,6 +105,8 @@ class Task:
     def metric(self) -> str:
         return self.family.main_metric
 
+
+SQUAD = HubSource("rajpurkar/squad", "plain_text", {"train": "train", "validation": "validation"})
 
 TASKS: dict[str, Task] = {
     task.name: task
@@ -245,6 +257,53 @@ TASKS: dict[str, Task] = {
             labels=("0", "1"),
             question_prompts={"cause": "What was the cause?", "effect": "What happened as a result?"},
             description="XCOPA, causal commonsense reasoning in 11 languages; English train = COPA (400)",
+        ),
+        Task(
+            name="squad",
+            family=QA,
+            kind="intermediate",
+            languages=("en",),
+            source=SQUAD,
+            columns=QA_COLUMNS,
+            description="SQuAD v1.1, English extractive QA (88k train)",
+        ),
+        Task(
+            name="squad_v2",
+            family=QA,
+            kind="intermediate",
+            languages=("en",),
+            source=HubSource("rajpurkar/squad_v2", "squad_v2", {"train": "train", "validation": "validation"}),
+            columns=QA_COLUMNS,
+            qa_script="squad_v2",
+            description="SQuAD v2.0, English extractive QA with unanswerable questions (130k train)",
+        ),
+        Task(
+            name="xquad",
+            family=QA,
+            languages=("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"),
+            source=HubSource("google/xtreme", "XQuAD.{lang}", {"validation": "validation"}),
+            train_source=SQUAD,
+            columns=QA_COLUMNS,
+            description="XQuAD, extractive QA in 11 languages (1,190 questions each); English train = SQuAD v1.1",
+        ),
+        Task(
+            name="mlqa",
+            family=QA,
+            languages=("ar", "de", "en", "es", "hi", "vi", "zh"),
+            source=HubSource("google/xtreme", "MLQA.{lang}.{lang}", {"validation": "validation", "test": "test"}),
+            train_source=SQUAD,
+            columns=QA_COLUMNS,
+            qa_script="mlqa",
+            description="MLQA, extractive QA in 7 languages (same-language pairs); English train = SQuAD v1.1",
+        ),
+        Task(
+            name="tydiqa",
+            family=QA,
+            languages=tuple(TYDIQA_PREFIXES),
+            source=HubSource("google/xtreme", "tydiqa", {"train": "train", "validation": "validation"}),
+            columns=QA_COLUMNS,
+            id_prefixes=TYDIQA_PREFIXES,
+            description="TyDiQA-GoldP, extractive QA in 9 languages; English train only (3.7k)",
         ),
     ]
 }

@@ -181,10 +181,11 @@ def check_data(task, data: DataConfig) -> None:
     bad = [k for k in data.data_files if k not in splits]
     if bad:
         raise ConfigError(f"data.data_files keys must be splits {sorted(splits)}, got {bad}")
-    if data.eval_split not in task.source.splits and data.eval_split not in data.data_files:
+    hub_splits = task.source.splits if task.source else {}
+    if task.source and data.eval_split not in hub_splits and data.eval_split not in data.data_files:
         raise ConfigError(
             f"task {task.name!r} has no labelled {data.eval_split!r} split on the Hub; use "
-            f"data.eval_split: one of {sorted(task.source.splits)}, or give data.data_files.{data.eval_split}"
+            f"data.eval_split: one of {sorted(hub_splits)}, or give data.data_files.{data.eval_split}"
         )
     if task.family.name == "qa":
         length = data.max_seq_length or task.family.default_max_length

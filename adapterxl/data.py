@@ -59,27 +59,67 @@ def load_split(
     task: Task, split: str, language: str, data: DataConfig, max_examples: int | None = None, training: bool = False
 ):
     """One split of one language of ``task``, renamed to roles, labels normalised, capped.
-    ``training``: the split feeds training or model selection (the task's training source)."""
-    if split in data.data_files:
-        raw, where = _load_local(data.data_files[split], language, task, split)
-        mixed = "{lang}" not in data.data_files[split]
-    else:
-        raw, where = _load_hub(task, split, language, training)
-        mixed = True
-    prefix = task.id_prefixes.get(language)
-    if prefix and mixed:  # one file or config for all languages: keep this language's rows
-        id_column = task.columns.get("id", "id")
-        if id_column in raw.column_names:
-            raw = raw.filter(
-                lambda i: i.startswith(prefix + "-"), input_columns=id_column, desc=f"Selecting {language}"
-            )
-            where += f", ids starting with {prefix!r}"
-    ds = _select_roles(raw, task, data.columns, where)
+    ``training``: the split feeds training or model selection (the task's training sources)."""
+    ds, where = _load_roles(task, split, language, data, training)
     ds = task.family.prepare(ds, task, where)
     if max_examples is not None:
         ds = ds.select(range(min(max_examples, len(ds))))
     if len(ds) == 0:
         raise DataError(f"{where}: the {split} split of task {task.name!r} ({language}) has no labelled rows")
+    return ds
+
+
+def with_labels(task: Task, data: DataConfig) -> Task:
+    """``task`` with a label set: a task without a fixed one (CCG supertags) takes the sorted set of
+    labels found in its English training data."""
+    if task.labels:
+        return task
+    import dataclasses
+    from itertools import chain
+
+    ds, _ = _load_roles(task, "train", task.train_language, data, training=True)
+    column = "tags" if "tags" in ds.column_names else "label"
+    values = ds[column]
+    found = set(chain.from_iterable(values)) if column == "tags" else set(values)
+    return dataclasses.replace(task, labels=tuple(sorted(str(v) for v in found)))
+
+
+def _load_roles(task: Task, split: str, language: str, data: DataConfig, training: bool):
+    """The split's rows with role columns (every source concatenated) and where they came from."""
+    if split in data.data_files:
+        parts = [_load_local(data.data_files[split], language, task, split)]
+        mixed = "{lang}" not in data.data_files[split]
+    else:
+        parts = _load_hub(task, split, language, training)
+        mixed = True
+    selected = []
+    prefix = task.id_prefixes.get(language)
+    id_column = task.columns.get("id", "id")
+    for raw, where in parts:
+        if prefix and mixed and id_column in raw.column_names:  # one file or config for all languages
+            raw = raw.filter(
+                lambda i: i.startswith(prefix + "-"), input_columns=id_column, desc=f"Selecting {language}"
+            )
+            where += f", ids starting with {prefix!r}"
+        selected.append((_select_roles(raw, task, data.columns, where), where))
+    if len(selected) == 1:
+        ds, where = selected[0]
+    else:
+        import datasets
+
+        # Several sources: concatenate (a shuffled concatenation samples each in proportion to its size).
+        ds = datasets.concatenate_datasets([_plain_features(d) for d, _ in selected])
+        where = " + ".join(w for _, w in selected)
+    return ds, where
+
+
+def _plain_features(ds):
+    """Class-label columns as plain integers, so that sources with different label features concatenate."""
+    import datasets
+
+    for name, feature in ds.features.items():
+        if isinstance(feature, datasets.ClassLabel):
+            ds = ds.cast_column(name, datasets.Value("int64"))
     return ds
 
 
@@ -106,27 +146,41 @@ def _load_local(template: str, language: str, task: Task, split: str):
     return ds, where
 
 
-def _load_hub(task: Task, split: str, language: str, training: bool = False):
+def _load_hub(task: Task, split: str, language: str, training: bool = False) -> list[tuple]:
+    """``[(dataset, where)]`` for every Hub split that makes up ``split``: a split may combine
+    several splits of one dataset (ANLI rounds), and training data may add other datasets
+    (``task.extra_sources``: ANLI+ adds MNLI and SNLI)."""
     import datasets
 
     src = task.source_for(training)
+    if src is None:
+        raise DataError(task.no_hub_reason or f"task {task.name!r} has no Hub source: give data.data_files")
     if split not in src.splits:
         raise DataError(
             f"task {task.name!r} has no labelled {split!r} split on the Hub (has {sorted(src.splits)}); "
             f"point data.data_files.{split} at a local file instead"
         )
-    config = src.config_for(language)
-    where = f"Hub dataset {src.path!r}" + (f", config {config!r}" if config else "") + f", split {src.splits[split]!r}"
-    try:
-        ds = datasets.load_dataset(src.path, config, split=src.splits[split], revision=src.revision)
-    except Exception as exc:  # offline, unknown id or config, gated: all end here
-        columns = ", ".join(task.columns.values())
-        raise DataError(
-            f"could not load {where} ({type(exc).__name__}: {_first_line(exc)}). If this machine is "
-            f"offline or cannot reach the Hub, point the task at local files in the same schema "
-            f"(columns: {columns}), e.g. data.data_files.{split}: path/to/{task.name}/{{lang}}/{split}.jsonl"
-        ) from exc
-    return ds, where
+    sources = [src, *(task.extra_sources if training else ())]
+    wanted = [(s, hub_split) for s in sources if split in s.splits for hub_split in _splits_of(s.splits[split])]
+    parts = []
+    for source, hub_split in wanted:
+        config = source.config_for(language)
+        where = f"Hub dataset {source.path!r}" + (f", config {config!r}" if config else "") + f", split {hub_split!r}"
+        try:
+            ds = datasets.load_dataset(source.path, config, split=hub_split, revision=source.revision)
+        except Exception as exc:  # offline, unknown id or config, gated: all end here
+            columns = ", ".join(c for spec in task.columns.values() for c in _columns_of(spec))
+            raise DataError(
+                f"could not load {where} ({type(exc).__name__}: {_first_line(exc)}). If this machine is "
+                f"offline or cannot reach the Hub, point the task at local files in the same schema "
+                f"(columns: {columns}), e.g. data.data_files.{split}: path/to/{task.name}/{{lang}}/{split}.jsonl"
+            ) from exc
+        parts.append((ds, where))
+    return parts
+
+
+def _splits_of(spec: str | tuple[str, ...]) -> list[str]:
+    return [spec] if isinstance(spec, str) else list(spec)
 
 
 def _columns_of(spec: str | list[str] | tuple[str, ...]) -> list[str]:

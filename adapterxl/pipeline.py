@@ -8,6 +8,7 @@ on every language, save the adapter (or setup) atomically to the store, and writ
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import DataConfig, RunConfig, check_data, dump_runs, load_runs
-from .data import load_task_data
+from .data import load_task_data, with_labels
 from .errors import ConfigError, StoreError
 from .evaluation import evaluate_dataset, evaluate_languages, summarize
 from .modeling import (
@@ -123,8 +124,8 @@ def run(config: RunConfig) -> RunResult:
     from transformers import set_seed
 
     started = time.perf_counter()
-    task = get_task(config.task)
     intermediates = preflight(config)
+    task = with_labels(get_task(config.task), config.data)
     data = load_task_data(task, config.data)  # all data errors surface here, before training
 
     set_seed(config.seed)
@@ -286,6 +287,8 @@ def evaluate_setup(
             f"adapter {entry.name!r} was trained on base model {entry.base_model!r}, not {model!r}: "
             "leave out --model to use the adapter's own base model"
         )
+    if entry and not task.labels:  # a task whose label set comes from its training data (CCG)
+        task = dataclasses.replace(task, labels=tuple(entry.manifest["labels"]))
     datasets = load_task_data(task, data, train=False).evaluation
     backbone, tokenizer = load_backbone(model or entry.base_model)
     head = load_stored(backbone, entry) if entry else backbone.active_head

@@ -162,7 +162,7 @@ def model_card(manifest: dict) -> str:
         "library_name": "adapter-transformers",
         "base_model": manifest["base_model"],
         "tags": ["adapter-transformers", "adapterxl", manifest["task"], manifest.get("adapter_config") or "full"],
-        "datasets": [task.source.path],
+        "datasets": [s.path for s in (task.source, task.train_source, *task.extra_sources) if s],
         "language": languages,
     }
     summary = manifest.get("summary", {})

@@ -57,7 +57,7 @@ class HubSource:
 
     path: str
     config: str | None
-    splits: Mapping[str, str]
+    splits: Mapping[str, str | tuple[str, ...]]  # a tuple: several Hub splits, concatenated
     revision: str | None = None
     language_names: Mapping[str, str] = field(default_factory=dict)  # for configs using {name}
 
@@ -75,7 +75,7 @@ class Task:
     name: str
     family: ClassificationFamily | TaggingFamily | MultipleChoiceFamily | QAFamily
     languages: tuple[str, ...]
-    source: HubSource
+    source: HubSource | None  # None: not on the Hub, local files only (no_hub_reason says why)
     columns: Mapping[str, str | tuple[str, ...]]
     labels: tuple[str, ...] = ()
     train_language: str = "en"
@@ -92,8 +92,11 @@ class Task:
     qa_script: str = "squad"
     # Configs that mix languages: {language: id prefix} selects a language's rows (TyDiQA-GoldP).
     id_prefixes: Mapping[str, str] = field(default_factory=dict)
+    # More datasets whose splits of the same name are appended to the training data (ANLI+).
+    extra_sources: tuple[HubSource, ...] = ()
+    no_hub_reason: str = ""
 
-    def source_for(self, training: bool) -> HubSource:
+    def source_for(self, training: bool) -> HubSource | None:
         """The Hub source of the training data (train and English dev) or of the evaluation data."""
         return self.train_source if training and self.train_source is not None else self.source
 
@@ -111,6 +114,29 @@ SQUAD = HubSource("rajpurkar/squad", "plain_text", {"train": "train", "validatio
 TASKS: dict[str, Task] = {
     task.name: task
     for task in [
+        Task(
+            name="anliplus",
+            family=CLASSIFICATION,
+            kind="intermediate",
+            languages=("en",),
+            source=HubSource(
+                "facebook/anli",
+                "plain_text",
+                {
+                    "train": ("train_r1", "train_r2", "train_r3"),
+                    "validation": ("dev_r1", "dev_r2", "dev_r3"),
+                    "test": ("test_r1", "test_r2", "test_r3"),
+                },
+            ),  # fmt: skip
+            extra_sources=(
+                HubSource("nyu-mll/glue", "mnli", {"train": "train"}),
+                HubSource("stanfordnlp/snli", "plain_text", {"train": "train"}),
+            ),
+            columns={"text": "premise", "text_pair": "hypothesis", "label": "label"},
+            labels=NLI_LABELS,
+            description="ANLI+ = ANLI R1-R3 + MNLI + SNLI (label -1 dropped), one 3-way NLI head, sampled in "
+            "proportion to size (1.1M train); dev = ANLI R1-R3",
+        ),
         Task(
             name="mnli",
             family=CLASSIFICATION,
@@ -152,6 +178,21 @@ TASKS: dict[str, Task] = {
             columns={"text": "sentence1", "text_pair": "sentence2", "label": "label"},
             labels=("not_paraphrase", "paraphrase"),
             description="PAWS-X, cross-lingual paraphrase identification in 7 languages",
+        ),
+        Task(
+            name="ccg",
+            family=TAGGING,
+            kind="intermediate",
+            languages=("en",),
+            source=None,
+            no_hub_reason=(
+                "CCGbank (LDC2005T13) is licensed and not on the Hub: convert it to JSON Lines, one sentence a "
+                'line as {"tokens": [...], "tags": [...]} (one supertag per token), and set '
+                "data.data_files.train and data.data_files.validation to those files"
+            ),
+            columns={"tokens": "tokens", "tags": "tags"},
+            labels=(),  # the supertag set is read from the training data
+            description="CCG supertagging on CCGbank (local files only; tag set from the training data)",
         ),
         Task(
             name="udpos",

@@ -72,7 +72,7 @@ def load_split(
 def with_labels(task: Task, data: DataConfig) -> Task:
     """``task`` with a label set: a task without a fixed one (CCG supertags) takes the sorted set of
     labels found in its English training data."""
-    if task.labels:
+    if task.labels or not task.family.has_labels:
         return task
     import dataclasses
     from itertools import chain

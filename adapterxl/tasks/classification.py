@@ -58,6 +58,7 @@ class ClassificationFamily:
     main_metric = "accuracy"
     label_names = ("labels",)
     default_max_length = 128
+    has_labels = True
 
     # -- data ---------------------------------------------------------------------------------
     def prepare(self, ds: Dataset, task: Task, where: str) -> Dataset:

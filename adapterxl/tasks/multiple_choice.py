@@ -30,6 +30,7 @@ class MultipleChoiceFamily:
     main_metric = "accuracy"
     label_names = ("labels",)
     default_max_length = 128
+    has_labels = True
     head_type = "multiple_choice"
 
     # -- data ---------------------------------------------------------------------------------

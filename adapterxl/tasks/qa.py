@@ -37,6 +37,7 @@ class QAFamily:
     label_names = ("start_positions", "end_positions")
     head_type = "question_answering"
     default_max_length = 384
+    has_labels = False  # answers are spans of the context, not labels
 
     # -- data ---------------------------------------------------------------------------------
     def prepare(self, ds: Dataset, task: Task, where: str) -> Dataset:

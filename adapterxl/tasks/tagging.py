@@ -32,6 +32,7 @@ class TaggingFamily:
     main_metric = "f1"
     label_names = ("labels",)
     default_max_length = 128
+    has_labels = True
     head_type = "tagging"
 
     # -- data ---------------------------------------------------------------------------------

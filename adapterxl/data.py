@@ -155,6 +155,12 @@ def _load_hub(task: Task, split: str, language: str, training: bool = False) -> 
     src = task.source_for(training)
     if src is None:
         raise DataError(task.no_hub_reason or f"task {task.name!r} has no Hub source: give data.data_files")
+    if language in task.local_only_languages:
+        raise DataError(
+            f"task {task.name!r} has no Hub source for language {language!r} (the Hub copy covers "
+            f"{len(task.languages) - len(task.local_only_languages)} of its languages): give local files in the same "
+            f"schema with data.data_files.{split}: path/{{lang}}/{split}.jsonl"
+        )
     if split not in src.splits:
         raise DataError(
             f"task {task.name!r} has no labelled {split!r} split on the Hub (has {sorted(src.splits)}); "

@@ -97,3 +97,16 @@ def test_registry_has_every_task_of_the_paper():
     assert intermediate | target <= set(TASKS)
     assert {t for t in TASKS if TASKS[t].kind == "intermediate"} >= intermediate
     assert all(TASKS[t].kind == "target" for t in target)
+
+
+def test_xtreme_r_language_lists():
+    from adapterxl.metrics import XTREME_R_TASK_LANGUAGES
+
+    assert (
+        set(get_task("wikiann").languages) == set(XTREME_R_TASK_LANGUAGES["panx"])
+        and len(get_task("wikiann").languages) == 48
+    )
+    assert len(get_task("udpos_r").languages) == 38 and len(get_task("xcopa").languages) == 11
+    assert get_task("wikiann").source.config_for("qu") == "qu"
+    with pytest.raises(DataError, match=r"no Hub source for language 'wo'.*data.data_files.validation"):
+        load_split(get_task("udpos_r"), "validation", "wo", DataConfig())

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
+from ..metrics import XTREME_R_TASK_LANGUAGES
 from .classification import ClassificationFamily
 from .multiple_choice import MultipleChoiceFamily
 from .qa import QAFamily
@@ -95,6 +96,7 @@ class Task:
     # More datasets whose splits of the same name are appended to the training data (ANLI+).
     extra_sources: tuple[HubSource, ...] = ()
     no_hub_reason: str = ""
+    local_only_languages: tuple[str, ...] = ()  # languages the Hub source lacks: local files only
 
     def source_for(self, training: bool) -> HubSource | None:
         """The Hub source of the training data (train and English dev) or of the evaluation data."""
@@ -208,6 +210,33 @@ TASKS: dict[str, Task] = {
             labels=UPOS_TAGS,
             split_fallbacks={lang: {"validation": "test"} for lang in ("kk", "th", "tl", "yo")},
             description="Universal Dependencies v2.5 part-of-speech tagging, 33 languages (17 UPOS tags)",
+        ),
+        Task(
+            name="udpos_r",
+            family=TAGGING,
+            languages=tuple(XTREME_R_TASK_LANGUAGES["udpos"]),
+            source=HubSource(
+                "google/xtreme",
+                "udpos.{name}",
+                {"train": "train", "validation": "validation", "test": "test"},
+                language_names=UDPOS_LANGUAGE_NAMES,
+            ),
+            columns={"tokens": "tokens", "tags": "pos_tags"},
+            labels=UPOS_TAGS,
+            split_fallbacks={lang: {"validation": "test"} for lang in ("kk", "th", "tl", "yo")},
+            local_only_languages=("lt", "pl", "uk", "wo", "ro"),
+            description="UDPOS with the XTREME-R language list (38); lt pl uk wo ro from local UD files",
+        ),
+        Task(
+            name="wikiann",
+            family=TAGGING,
+            languages=tuple(XTREME_R_TASK_LANGUAGES["panx"]),
+            source=HubSource(
+                "unimelb-nlp/wikiann", "{lang}", {"train": "train", "validation": "validation", "test": "test"}
+            ),
+            columns={"tokens": "tokens", "tags": "ner_tags"},
+            labels=NER_TAGS,
+            description="WikiANN NER with the XTREME-R language list (48), same splits as PAN-X",
         ),
         Task(
             name="panx",

@@ -156,6 +156,23 @@ _LOCATIONS = ["Berlin", "Paris", "Madrid", "Kairo", "Istanbul", "Beijing", "New 
 _ORGANIZATIONS = ["Siemens", "Red Cross", "World Bank", "Nokia", "United Nations"]
 
 
+def write_per_language(
+    root: Path, languages, train: int, dev: int, seed: int, rows_for, skip=lambda lang, split: False
+) -> dict[str, str]:
+    """Write ``rows_for(text_language, language, n, seed)`` to ``root/{lang}/{split}.jsonl`` for
+    every language and split (train: ``train`` rows, validation / test: ``dev``; seeds ``seed``,
+    ``seed + 1``, ``seed + 2``), unless ``skip(lang, split)``. Languages outside the lexicon take the
+    words of one of its languages. Returns the ``data_files`` mapping (``{lang}`` templated)."""
+    root = Path(root)
+    have = fixture_languages()
+    for i, lang in enumerate(languages):
+        source = lang if lang in have else have[i % len(have)]
+        for split, n, split_seed in (("train", train, seed), ("validation", dev, seed + 1), ("test", dev, seed + 2)):
+            if not skip(lang, split):
+                write_jsonl(root / lang / f"{split}.jsonl", rows_for(source, lang, n, split_seed))
+    return {s: str(root / "{lang}" / f"{s}.jsonl") for s in ("train", "validation", "test")}
+
+
 def tagging_examples(lang: str, n: int, seed: int, scheme: str) -> list[dict]:
     """``n`` synthetic tagged sentences in ``lang``: ``scheme="upos"`` gives google/xtreme udpos
     rows (tokens, pos_tags as UPOS names), ``"ner"`` PAN-X rows (tokens, ner_tags as IOB2 names,
@@ -212,19 +229,23 @@ def write_tagging_fixture(
     ``test_only`` languages get no validation file (as UDPOS kk, th, tl, yo)."""
     from .tasks import NER_TAGS, UPOS_TAGS
 
-    root = Path(root)
     column, names = ("pos_tags", UPOS_TAGS) if scheme == "upos" else ("ner_tags", NER_TAGS)
-    have = fixture_languages()
-    for i, lang in enumerate(languages or have):
-        source = lang if lang in have else have[i % len(have)]
-        for split, n, seed in (("train", train, 11), ("validation", dev, 12), ("test", dev, 13)):
-            if split == "validation" and lang in test_only:
-                continue
-            rows = tagging_examples(source, n, seed, scheme)
-            for row in rows:
-                row[column] = [names.index(t) for t in row[column]]
-            write_jsonl(root / lang / f"{split}.jsonl", rows)
-    return {s: str(root / "{lang}" / f"{s}.jsonl") for s in ("train", "validation", "test")}
+
+    def rows_for(source, lang, n, seed):
+        rows = tagging_examples(source, n, seed, scheme)
+        for row in rows:
+            row[column] = [names.index(t) for t in row[column]]
+        return rows
+
+    return write_per_language(
+        root,
+        languages or fixture_languages(),
+        train,
+        dev,
+        11,
+        rows_for,
+        skip=lambda lang, split: split == "validation" and lang in test_only,
+    )
 
 
 MC_SCHEMAS = ("hellaswag", "cosmosqa", "csqa", "siqa", "copa")
@@ -311,13 +332,9 @@ def write_choice_fixture(
     """Write multiple-choice JSON Lines files per language and split under ``root`` in the Hub
     schema of ``schema``; returns the ``data_files`` mapping (``{lang}`` templated). Languages
     outside the lexicon reuse one of its languages' words."""
-    root = Path(root)
-    have = fixture_languages()
-    for i, lang in enumerate(languages):
-        source = lang if lang in have else have[i % len(have)]
-        for split, n, seed in (("train", train, 21), ("validation", dev, 22), ("test", dev, 23)):
-            write_jsonl(root / lang / f"{split}.jsonl", choice_examples(source, n, seed, schema))
-    return {s: str(root / "{lang}" / f"{s}.jsonl") for s in ("train", "validation", "test")}
+    return write_per_language(
+        root, languages, train, dev, 21, lambda source, lang, n, seed: choice_examples(source, n, seed, schema)
+    )
 
 
 def qa_examples(lang: str, n: int, seed: int, unanswerable: float = 0.0, id_prefix: str = "") -> list[dict]:
@@ -373,20 +390,18 @@ def write_qa_fixture(
     ``data_files`` mapping (``{lang}`` templated). With ``id_prefixes`` ({lang: prefix}) the ids
     start with ``prefix-`` and one mixed file per split (TyDiQA-GoldP's layout) is written too,
     as ``root/mixed/{split}.jsonl``."""
-    root = Path(root)
-    have = fixture_languages()
-    mixed: dict[str, list] = {"train": [], "validation": [], "test": []}
-    for i, lang in enumerate(languages):
-        source = lang if lang in have else have[i % len(have)]
-        prefix = f"{id_prefixes[lang]}-" if id_prefixes else ""
-        for split, n, seed in (("train", train, 31), ("validation", dev, 32), ("test", dev, 33)):
-            rows = qa_examples(source, n, seed, unanswerable, prefix)
-            write_jsonl(root / lang / f"{split}.jsonl", rows)
-            mixed[split] += rows
-    if id_prefixes:
-        for split, rows in mixed.items():
-            write_jsonl(root / "mixed" / f"{split}.jsonl", rows)
-    return {s: str(root / "{lang}" / f"{s}.jsonl") for s in ("train", "validation", "test")}
+    mixed: dict[str, list] = {}
+
+    def rows_for(source, lang, n, seed):
+        rows = qa_examples(source, n, seed, unanswerable, f"{id_prefixes[lang]}-" if id_prefixes else "")
+        mixed.setdefault(seed, []).extend(rows)
+        return rows
+
+    files = write_per_language(root, languages, train, dev, 31, rows_for)
+    for seed, split in ((31, "train"), (32, "validation"), (33, "test")):
+        if id_prefixes:
+            write_jsonl(Path(root) / "mixed" / f"{split}.jsonl", mixed[seed])
+    return files
 
 
 def _train_tokenizer(arch: str):

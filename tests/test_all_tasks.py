@@ -5,7 +5,7 @@ import pytest
 from conftest import run_config
 
 from adapterxl import RunConfig, run
-from adapterxl.fixtures import fixture_languages, nli_examples, write_jsonl, write_qa_fixture
+from adapterxl.fixtures import nli_examples, write_per_language, write_qa_fixture
 from adapterxl.tasks import get_task
 
 SCHEMAS = {  # Hub columns of each sentence-pair dataset
@@ -27,13 +27,14 @@ SCHEMAS = {  # Hub columns of each sentence-pair dataset
 
 def write_pairs(root, task, languages, n=24):
     """Per-language files in the task's Hub schema; languages outside the lexicon reuse its words."""
-    have = fixture_languages()
-    for k, lang in enumerate(languages):
-        source = lang if lang in have else have[k % len(have)]
-        for split, seed in (("train", 1), ("validation", 2), ("test", 3)):
-            rows = [SCHEMAS[task](i, r) for i, r in enumerate(nli_examples(source, n, seed))]
-            write_jsonl(root / lang / f"{split}.jsonl", rows)
-    return {s: str(root / "{lang}" / f"{s}.jsonl") for s in ("train", "validation", "test")}
+    return write_per_language(
+        root,
+        languages,
+        n,
+        n,
+        1,
+        lambda source, lang, k, seed: [SCHEMAS[task](i, r) for i, r in enumerate(nli_examples(source, k, seed))],
+    )
 
 
 @pytest.fixture(scope="module")

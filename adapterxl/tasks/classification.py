@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import DataError
-from ..metrics import accuracy
-from .common import PaddingCollator
+from .common import PaddingCollator, argmax_accuracy, head_problem, logit_rows
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -91,25 +90,16 @@ class ClassificationFamily:
 
     def check_head(self, model, name: str, task: Task) -> str | None:
         """Why head ``name`` cannot serve ``task``, or None when it can."""
-        config = model.heads[name].config
-        if config.get("head_type") != self.head_type:
-            return f"head {name!r} is a {config.get('head_type')} head, task {task.name!r} needs {self.head_type}"
-        if config.get("num_labels") != len(task.labels):
-            return (
-                f"head {name!r} predicts {config.get('num_labels')} labels, task {task.name!r} has {len(task.labels)}"
-            )
-        return None
+        return head_problem(model, name, task, self.head_type, "num_labels")
 
     # -- predictions and metric ---------------------------------------------------------------
     def batch_outputs(self, output, batch: dict) -> list[np.ndarray]:
-        """One score vector per row."""
-        return list(output.logits.float().cpu().numpy())
+        return logit_rows(output)
 
     def score(
         self, ds: Dataset, encoded: Dataset, outputs: list, task: Task, language: str, data: DataConfig
     ) -> dict[str, float]:
-        predictions = [int(np.argmax(o)) for o in outputs]
-        return {"accuracy": accuracy(predictions, encoded["labels"])}
+        return argmax_accuracy(outputs, encoded["labels"])
 
 
 def _label_index(value: Any, labels: tuple[str, ...]) -> int | None:

@@ -45,3 +45,26 @@ class PaddingCollator:
 def valid_lengths(batch: dict) -> np.ndarray:
     """Number of real (non-pad) tokens per row of a padded batch."""
     return batch["attention_mask"].sum(-1).cpu().numpy()
+
+
+def head_problem(model, name: str, task, head_type: str, size_key: str | None = None) -> str | None:
+    """Why head ``name`` cannot serve ``task``: another head type, or (``size_key``, e.g.
+    ``num_labels`` / ``num_choices``) a size other than the task's number of labels. None if it can."""
+    config = model.heads[name].config
+    if config.get("head_type") != head_type:
+        return f"head {name!r} is a {config.get('head_type')} head, task {task.name!r} needs {head_type}"
+    if size_key and config.get(size_key) != len(task.labels):
+        return f"head {name!r} has {size_key} {config.get(size_key)}, task {task.name!r} has {len(task.labels)} labels"
+    return None
+
+
+def logit_rows(output) -> list[np.ndarray]:
+    """One score vector per example (classification labels, multiple-choice choices)."""
+    return list(output.logits.float().cpu().numpy())
+
+
+def argmax_accuracy(outputs: list, references) -> dict[str, float]:
+    """Accuracy (official semantics) of the best-scoring label / choice of each example."""
+    from ..metrics import accuracy
+
+    return {"accuracy": accuracy([int(np.argmax(o)) for o in outputs], references)}

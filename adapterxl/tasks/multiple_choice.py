@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import DataError
-from ..metrics import accuracy
 from .classification import normalize_labels
-from .common import PaddingCollator
+from .common import PaddingCollator, argmax_accuracy, head_problem, logit_rows
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -79,20 +78,14 @@ class MultipleChoiceFamily:
         model.add_multiple_choice_head(name, num_choices=len(task.labels))
 
     def check_head(self, model, name: str, task: Task) -> str | None:
-        config = model.heads[name].config
-        if config.get("head_type") != self.head_type:
-            return f"head {name!r} is a {config.get('head_type')} head, task {task.name!r} needs {self.head_type}"
-        if config.get("num_choices") != len(task.labels):
-            return (
-                f"head {name!r} scores {config.get('num_choices')} choices, task {task.name!r} has {len(task.labels)}"
-            )
-        return None
+        """Why head ``name`` cannot serve ``task``, or None when it can."""
+        return head_problem(model, name, task, self.head_type, "num_choices")
 
     # -- predictions and metric ---------------------------------------------------------------
     def batch_outputs(self, output, batch: dict) -> list[np.ndarray]:
-        return list(output.logits.float().cpu().numpy())
+        return logit_rows(output)
 
     def score(
         self, ds: Dataset, encoded: Dataset, outputs: list, task: Task, language: str, data: DataConfig
     ) -> dict[str, float]:
-        return {"accuracy": accuracy([int(np.argmax(o)) for o in outputs], encoded["labels"])}
+        return argmax_accuracy(outputs, encoded["labels"])

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..metrics import qa_scores, squad_v2_scores
-from .common import PaddingCollator, valid_lengths
+from .common import PaddingCollator, head_problem, valid_lengths
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -107,10 +107,8 @@ class QAFamily:
         model.add_qa_head(name)
 
     def check_head(self, model, name: str, task: Task) -> str | None:
-        head_type = model.heads[name].config.get("head_type")
-        if head_type != self.head_type:
-            return f"head {name!r} is a {head_type} head, task {task.name!r} needs {self.head_type}"
-        return None
+        """Why head ``name`` cannot serve ``task``, or None when it can."""
+        return head_problem(model, name, task, self.head_type)
 
     # -- predictions and metric ---------------------------------------------------------------
     def batch_outputs(self, output, batch: dict) -> list[tuple[np.ndarray, np.ndarray]]:

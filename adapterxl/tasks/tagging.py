@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..metrics import tagging_scores
-from .common import PaddingCollator, valid_lengths
+from .common import PaddingCollator, head_problem, valid_lengths
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -106,12 +106,8 @@ class TaggingFamily:
         model.add_tagging_head(name, num_labels=len(task.labels), id2label=dict(enumerate(task.labels)))
 
     def check_head(self, model, name: str, task: Task) -> str | None:
-        config = model.heads[name].config
-        if config.get("head_type") != self.head_type:
-            return f"head {name!r} is a {config.get('head_type')} head, task {task.name!r} needs {self.head_type}"
-        if config.get("num_labels") != len(task.labels):
-            return f"head {name!r} predicts {config.get('num_labels')} tags, task {task.name!r} has {len(task.labels)}"
-        return None
+        """Why head ``name`` cannot serve ``task``, or None when it can."""
+        return head_problem(model, name, task, self.head_type, "num_labels")
 
     # -- predictions and metric ---------------------------------------------------------------
     def batch_outputs(self, output, batch: dict) -> list[np.ndarray]:

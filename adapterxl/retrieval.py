@@ -141,7 +141,8 @@ def knn(x, y, k: int, both_directions: bool = False, block: int = 4096, precisio
             fwd_s, fwd_i = _merge_topk(fwd[0][i : i + block], fwd[1][i : i + block], s, idx + j, wx)
             fwd[0][i : i + block], fwd[1][i : i + block] = fwd_s, fwd_i
             if both_directions:
-                s, idx = torch.topk(tile.T, min(wy, tile.shape[0]), dim=1)
+                s, idx = torch.topk(tile, min(wy, tile.shape[0]), dim=0)
+                s, idx = s.T, idx.T
                 bwd_s, bwd_i = _merge_topk(bwd[0][j : j + block], bwd[1][j : j + block], s, idx + i, wy)
                 bwd[0][j : j + block], bwd[1][j : j + block] = bwd_s, bwd_i
     if fast:

@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 from .config import DataConfig, RunConfig, TrainingConfig, load_runs  # noqa: E402
 from .errors import AdapterXLError, ConfigError, DataError, StoreError  # noqa: E402
-from .pipeline import RunResult, evaluate_setup, run, run_file  # noqa: E402
+from .pipeline import RunResult, evaluate_setup, retrieve, run, run_file  # noqa: E402
 from .store import AdapterStore, StoreEntry  # noqa: E402
 from .tasks import TASKS, Task, get_task  # noqa: E402
 
@@ -30,6 +30,7 @@ __all__ = [
     "evaluate_setup",
     "get_task",
     "load_runs",
+    "retrieve",
     "run",
     "run_file",
 ]

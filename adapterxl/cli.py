@@ -185,6 +185,67 @@ def evaluate(
 
 
 @main.command()
+@click.option("--task", required=True, type=click.Choice(["tatoeba", "bucc2018", "flores"]), help="Retrieval task.")
+@click.option("--adapter", help="Store entry whose adapter setup is active while embedding.")
+@click.option("--model", help="Base model (or a local copy of the adapter's base model).")
+@click.option("--languages", help="Comma-separated languages (FLORES: codes such as deu_Latn).")
+@click.option("--layer", type=int, help="hidden_states index to pool (0 = embeddings; default per depth).")
+@click.option("--split", "eval_split", help="validation / test (BUCC), dev / devtest (FLORES).")
+@click.option("--data", "data_files", multiple=True, metavar="SPLIT=PATH", help="Local files for a split ({lang}).")
+@click.option("--bucc-dir", type=click.Path(file_okay=False), help="Folder with the original BUCC 2018 files.")
+@click.option(
+    "--direction",
+    type=click.Choice(["en->xx", "xx->en"]),
+    default="en->xx",
+    show_default=True,
+    help="Tatoeba search direction.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["float32", "bfloat16"]),
+    default="float32",
+    show_default=True,
+    help="Similarity search precision (bfloat16: faster, re-scored in float32).",
+)
+@click.option("--max-examples", type=int, help="At most this many sentence pairs per language (Tatoeba).")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--store", help="Adapter store folder.")
+@click.option("--output", type=click.Path(dir_okay=False), help="Write the results as JSON here.")
+@_friendly_errors
+def retrieve(task, adapter, model, languages, layer, eval_split, data_files, bucc_dir, direction, precision,
+             max_examples, batch_size, store, output) -> None:  # fmt: skip
+    """Sentence retrieval straight off an encoder and adapter setup (Tatoeba, BUCC, FLORES-200)."""
+    from .config import DataConfig, parse_override
+    from .pipeline import retrieve as run_retrieval
+    from .report import results_table
+
+    files = {key: str(value) for key, value in (parse_override(d) for d in data_files)}
+    split = eval_split or ("devtest" if task == "flores" else "validation")
+    data = DataConfig(data_files=files, languages=_split_languages(languages), eval_split=split,
+                      max_eval_examples=max_examples)  # fmt: skip
+    _quiet_libraries()
+    result = run_retrieval(
+        task,
+        adapter=adapter,
+        model=model,
+        store=store,
+        data=data,
+        layer=layer,
+        batch_size=batch_size,
+        direction=direction,
+        precision=precision,
+        bucc_dir=bucc_dir,
+    )
+    click.echo(results_table({adapter or model: result["metrics"]}, result["summary"]["metric"]))
+    click.echo(f"layer {result['layer']}, split {result['eval_split']}")
+    if result.get("note"):
+        click.secho(result["note"], fg="yellow")
+    if output:
+        Path(output).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        click.echo(f"Results: {output}")
+
+
+@main.command()
 def tasks() -> None:
     """List the tasks adapterxl knows."""
     from .tasks import TASKS

@@ -126,6 +126,11 @@ class RunConfig:
         from .tasks import get_task  # the registry validates task names with a suggestion
 
         task = get_task(self.task)
+        if task.kind == "retrieval":
+            raise ConfigError(
+                f"task {task.name!r} has no training data: it is evaluated straight off an encoder with "
+                "`adapterxl retrieve` (adapterxl.retrieve)"
+            )
         if self.mode not in MODES:
             raise ConfigError(f"unknown mode {self.mode!r}{_suggest(self.mode, MODES)}; choose one of {list(MODES)}")
         if self.mode == "stack" and not self.intermediate:
@@ -174,10 +179,10 @@ class RunConfig:
 
 def check_data(task, data: DataConfig) -> None:
     """Check a data section against a task: languages, split names, eval split, column roles."""
-    unknown = [lang for lang in data.languages or [] if lang not in task.languages]
+    unknown = [lang for lang in data.languages or [] if task.languages and lang not in task.languages]
     if unknown:
         raise ConfigError(f"task {task.name!r} has no language(s) {unknown}; its languages are {list(task.languages)}")
-    splits = {"train", "validation", "test"}
+    splits = {"train", "validation", "test", *(task.source.splits if task.source else ())}
     bad = [k for k in data.data_files if k not in splits]
     if bad:
         raise ConfigError(f"data.data_files keys must be splits {sorted(splits)}, got {bad}")

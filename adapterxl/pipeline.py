@@ -259,6 +259,21 @@ def run_file(path: str | Path, overrides: dict | None = None, **callbacks) -> li
     return run_all(load_runs(path, overrides), results_path_for(path), **callbacks)
 
 
+def _stored_entry(adapter: str | None, model: str | None, store: str | None) -> StoreEntry | None:
+    """The store entry to evaluate, checked against ``model`` (a local copy of its base model)."""
+    from .config import default_store
+
+    if adapter is None and model is None:
+        raise ConfigError("name a stored adapter (--adapter NAME) or a model (--model ID_OR_PATH)")
+    entry = AdapterStore(store or default_store()).get(adapter) if adapter else None
+    if entry and model and model_identity(model) != model_identity(entry.base_model):
+        raise StoreError(
+            f"adapter {entry.name!r} was trained on base model {entry.base_model!r}, not {model!r}: "
+            "leave out --model to use the adapter's own base model"
+        )
+    return entry
+
+
 def evaluate_setup(
     task_name: str,
     adapter: str | None = None,
@@ -274,19 +289,12 @@ def evaluate_setup(
     The backbone is the entry's base model unless ``model`` names another location of the same
     model (a local copy). Returns ``{"metrics": {lang: {...}}, "summary": {...}, ...}``.
     """
-    from .config import default_store
-
     task = get_task(task_name)
+    if task.kind == "retrieval":
+        raise ConfigError(f"task {task.name!r} is a retrieval task: use `adapterxl retrieve` (adapterxl.retrieve)")
     data = data or DataConfig()
     check_data(task, data)
-    if adapter is None and model is None:
-        raise ConfigError("name a stored adapter (--adapter NAME) or a fine-tuned model folder (--model PATH)")
-    entry = AdapterStore(store or default_store()).get(adapter) if adapter else None
-    if entry and model and model_identity(model) != model_identity(entry.base_model):
-        raise StoreError(
-            f"adapter {entry.name!r} was trained on base model {entry.base_model!r}, not {model!r}: "
-            "leave out --model to use the adapter's own base model"
-        )
+    entry = _stored_entry(adapter, model, store)
     if entry and not task.labels:  # a task whose label set comes from its training data (CCG)
         task = dataclasses.replace(task, labels=tuple(entry.manifest["labels"]))
     datasets = load_task_data(task, data, train=False).evaluation
@@ -306,3 +314,80 @@ def evaluate_setup(
         "metrics": metrics,
         "summary": summarize(metrics, task),
     }
+
+
+def retrieve(
+    task_name: str,
+    adapter: str | None = None,
+    model: str | None = None,
+    store: str | None = None,
+    data: DataConfig | None = None,
+    layer: int | None = None,
+    batch_size: int = 64,
+    direction: str = "en->xx",
+    precision: str = "float32",
+    bucc_dir: str | None = None,
+    bf16: bool | str = "auto",
+) -> dict:
+    """Sentence retrieval (``tatoeba``, ``bucc2018``, ``flores``) straight off a model with a stored
+    adapter or setup active (``adapter``), or off a plain model (``model``).
+
+    Embeddings: ``hidden_states[layer]`` (default per depth, see :func:`adapterxl.retrieval.default_layer`),
+    mean-pooled, inputs up to ``data.max_seq_length`` (default 512) tokens. ``direction`` is
+    Tatoeba's; ``bucc_dir`` holds the original BUCC files (else the Hub's pairs-only copy is used
+    and the result says ``pairs_only``). Returns per-language metrics in the same format as the
+    other tasks (plus, for FLORES, averages by script).
+    """
+    from tqdm.auto import tqdm
+
+    from .retrieval import default_layer, embed
+
+    task = get_task(task_name)
+    if task.kind != "retrieval":
+        raise ConfigError(f"task {task.name!r} is not a retrieval task: use `adapterxl evaluate`")
+    data = data or DataConfig(eval_split="devtest" if task.name == "flores" else "validation")
+    check_data(task, data)
+    languages = data.languages or list(task.languages)
+    if not languages:
+        raise ConfigError(f"task {task.name!r} needs data.languages (FLORES codes such as deu_Latn, swh_Latn)")
+    if bucc_dir and not Path(bucc_dir).is_dir():
+        raise ConfigError(f"BUCC folder {bucc_dir!r} does not exist")
+    entry = _stored_entry(adapter, model, store)
+    backbone, tokenizer = load_backbone(model or entry.base_model)
+    if entry:
+        load_stored(backbone, entry)
+    layer = default_layer(backbone.config.num_hidden_layers) if layer is None else layer
+    max_length = data.max_seq_length or task.family.default_max_length
+
+    def encode(sentences: list[str]):
+        return embed(backbone, tokenizer, sentences, layer, batch_size, max_length, bf16)
+
+    options = {"direction": direction, "precision": precision, "bucc_dir": bucc_dir}
+    metrics = {
+        lang: task.family.evaluate(encode, task, lang, data, options)
+        for lang in tqdm(languages, desc=f"Retrieval {task.name}", unit="lang")
+    }
+    result = {
+        "task": task.name,
+        "adapter": adapter,
+        "model": model or entry.base_model,
+        "layer": layer,
+        "eval_split": data.eval_split,
+        "metrics": metrics,
+        "summary": summarize(metrics, task),
+    }
+    if task.name == "tatoeba":
+        result["direction"] = direction
+    if task.name == "bucc2018":
+        result["pairs_only"] = bucc_dir is None
+        if result["pairs_only"]:
+            result["note"] = (
+                "Hub bucc18 holds only the gold pairs, without the distractor sentences of the BUCC "
+                "corpora: these numbers are not the BUCC benchmark. Pass the original files (bucc_dir)."
+            )
+    if task.name == "flores":
+        by_script: dict[str, list[float]] = {}
+        for lang, scores in metrics.items():
+            by_script.setdefault(lang.split("_")[1], []).append(scores["accuracy"])
+        result["by_script"] = {script: sum(v) / len(v) for script, v in sorted(by_script.items())}
+    return result

@@ -16,13 +16,15 @@ from ..metrics import XTREME_R_TASK_LANGUAGES
 from .classification import ClassificationFamily
 from .multiple_choice import MultipleChoiceFamily
 from .qa import QAFamily
+from .retrieval import RetrievalFamily
 from .tagging import TaggingFamily
 
 CLASSIFICATION = ClassificationFamily()
 TAGGING = TaggingFamily()
 MULTIPLE_CHOICE = MultipleChoiceFamily()
 QA = QAFamily()
-FAMILIES = {family.name: family for family in (CLASSIFICATION, TAGGING, MULTIPLE_CHOICE, QA)}
+RETRIEVAL = RetrievalFamily()
+FAMILIES = {family.name: family for family in (CLASSIFICATION, TAGGING, MULTIPLE_CHOICE, QA, RETRIEVAL)}
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 XNLI_LANGUAGES = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
@@ -43,6 +45,14 @@ QA_COLUMNS = {"id": "id", "context": "context", "question": "question", "answers
 TYDIQA_PREFIXES = {
     "en": "english", "ar": "arabic", "bn": "bengali", "fi": "finnish", "id": "indonesian", "ko": "korean",
     "ru": "russian", "sw": "swahili", "te": "telugu",
+}  # fmt: skip
+# XTREME language code -> google/xtreme tatoeba config suffix (ISO 639-3 as in LASER's files).
+TATOEBA_ISO3 = {
+    "af": "afr", "ar": "ara", "bg": "bul", "bn": "ben", "de": "deu", "el": "ell", "es": "spa", "et": "est",
+    "eu": "eus", "fa": "pes", "fi": "fin", "fr": "fra", "he": "heb", "hi": "hin", "hu": "hun", "id": "ind",
+    "it": "ita", "ja": "jpn", "jv": "jav", "ka": "kat", "kk": "kaz", "ko": "kor", "ml": "mal", "mr": "mar",
+    "nl": "nld", "pt": "por", "ru": "rus", "sw": "swh", "ta": "tam", "te": "tel", "th": "tha", "tl": "tgl",
+    "tr": "tur", "ur": "urd", "vi": "vie", "zh": "cmn",
 }  # fmt: skip
 XCOPA_LANGUAGES = ("et", "ht", "id", "it", "qu", "sw", "ta", "th", "tr", "vi", "zh")
 PANX_LANGUAGES = tuple(
@@ -74,7 +84,7 @@ class Task:
     family's roles to the Hub schema's column names."""
 
     name: str
-    family: ClassificationFamily | TaggingFamily | MultipleChoiceFamily | QAFamily
+    family: ClassificationFamily | TaggingFamily | MultipleChoiceFamily | QAFamily | RetrievalFamily
     languages: tuple[str, ...]
     source: HubSource | None  # None: not on the Hub, local files only (no_hub_reason says why)
     columns: Mapping[str, str | tuple[str, ...]]
@@ -97,6 +107,7 @@ class Task:
     extra_sources: tuple[HubSource, ...] = ()
     no_hub_reason: str = ""
     local_only_languages: tuple[str, ...] = ()  # languages the Hub source lacks: local files only
+    main_metric: str = ""  # when not the family's (BUCC: f1)
 
     def source_for(self, training: bool) -> HubSource | None:
         """The Hub source of the training data (train and English dev) or of the evaluation data."""
@@ -108,7 +119,7 @@ class Task:
 
     @property
     def metric(self) -> str:
-        return self.family.main_metric
+        return self.main_metric or self.family.main_metric
 
 
 SQUAD = HubSource("rajpurkar/squad", "plain_text", {"train": "train", "validation": "validation"})
@@ -374,6 +385,37 @@ TASKS: dict[str, Task] = {
             columns=QA_COLUMNS,
             id_prefixes=TYDIQA_PREFIXES,
             description="TyDiQA-GoldP, extractive QA in 9 languages; English train only (3.7k)",
+        ),
+        Task(
+            name="tatoeba",
+            family=RETRIEVAL,
+            kind="retrieval",
+            languages=tuple(TATOEBA_ISO3),
+            source=HubSource(
+                "google/xtreme", "tatoeba.{name}", {"validation": "validation"}, language_names=TATOEBA_ISO3
+            ),
+            columns={"source": "source_sentence", "target": "target_sentence"},
+            description="Tatoeba sentence retrieval, 36 languages x English (1,000 pairs each); top-1 accuracy",
+        ),
+        Task(
+            name="bucc2018",
+            family=RETRIEVAL,
+            kind="retrieval",
+            languages=("de", "fr", "ru", "zh"),
+            source=HubSource("google/xtreme", "bucc18.{lang}", {"validation": "validation", "test": "test"}),
+            columns={"source": "source_sentence", "target": "target_sentence"},
+            main_metric="f1",
+            description="BUCC 2018 bitext mining (de fr ru zh x en), ratio margin, F1; original corpora for the "
+            "faithful benchmark, the Hub copy holds gold pairs only",
+        ),
+        Task(
+            name="flores",
+            family=RETRIEVAL,
+            kind="retrieval",
+            languages=(),  # any FLORES-200 code, e.g. deu_Latn: give data.languages
+            source=HubSource("openlanguagedata/flores_plus", "{lang}", {"dev": "dev", "devtest": "devtest"}),
+            columns={"text": "text"},
+            description="FLORES-200 sentence retrieval xx <-> eng_Latn for any of its ~200 languages",
         ),
     ]
 }

@@ -1,0 +1,147 @@
+"""Sentence retrieval tasks: evaluated straight off an encoder, no training data.
+
+- Tatoeba (google/xtreme ``tatoeba.{iso3}``): aligned pairs; top-1 accuracy of English queries
+  over the other language's sentences (``xx->en`` as an option).
+- BUCC 2018: bitext mining with the ratio margin. The faithful benchmark needs the original
+  corpora with distractor sentences (``{lang}-en.{sample|training}.{lang|en|gold}`` files);
+  the Hub copy (google/xtreme ``bucc18.{lang}``) holds only the gold pairs, and results on it are
+  marked ``pairs_only``. The threshold is optimised on the dev ("sample") gold and applied to test
+  ("training"); the dev score is at its own optimal threshold, as jiant and XTREME report it.
+- FLORES-200 (openlanguagedata/flores_plus ``{code}``, e.g. ``deu_Latn``): every language's
+  sentences aligned with ``eng_Latn``; accuracy in both directions, grouped by script.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import DataError
+from ..retrieval import bucc_candidates, bucc_scores, bucc_threshold, margin_mine, tatoeba_accuracy
+
+if TYPE_CHECKING:
+    from ..config import DataConfig
+    from . import Task
+
+Encoder = Callable[[list[str]], np.ndarray]
+FLORES_CODE = re.compile(r"^[a-z]{3}_[A-Z][a-z]{3}$")
+BUCC_SPLITS = {"validation": "sample", "test": "training"}  # BUCC's names (XTREME: sample = dev)
+
+
+class RetrievalFamily:
+    name = "retrieval"
+    main_metric = "accuracy"
+    has_labels = False
+    default_max_length = 512
+
+    def evaluate(self, encode: Encoder, task: Task, language: str, data: DataConfig, options: dict) -> dict:
+        """Metrics of one language; ``encode`` maps sentences to embeddings."""
+        return {"tatoeba": _tatoeba, "bucc2018": _bucc, "flores": _flores}[task.name](
+            encode, task, language, data, options
+        )
+
+
+def _hub_rows(task: Task, language: str, split: str, data: DataConfig):
+    """Rows of a split from local files (``data.data_files``) or the Hub, with the task's columns."""
+    import datasets
+
+    if split in data.data_files:
+        from ..data import _load_local
+
+        ds, where = _load_local(data.data_files[split], language, task, split)
+    else:
+        config = task.source.config_for(language)
+        where = f"Hub dataset {task.source.path!r}, config {config!r}, split {task.source.splits.get(split, split)!r}"
+        try:
+            ds = datasets.load_dataset(task.source.path, config, split=task.source.splits.get(split, split),
+                                       revision=task.source.revision)  # fmt: skip
+        except Exception as exc:
+            raise DataError(
+                f"could not load {where} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
+                f"Offline, give local files in the same schema: data.data_files.{split}: path/{{lang}}.jsonl"
+            ) from exc
+    missing = [c for c in task.columns.values() if c not in ds.column_names]
+    if missing:
+        raise DataError(f"{where}: missing column(s) {missing}; the data has {ds.column_names}")
+    if len(ds) == 0:
+        raise DataError(f"{where}: no sentences")
+    return ds, where
+
+
+def _tatoeba(encode: Encoder, task: Task, language: str, data: DataConfig, options: dict) -> dict:
+    ds, _ = _hub_rows(task, language, data.eval_split, data)
+    if data.max_eval_examples:
+        ds = ds.select(range(min(data.max_eval_examples, len(ds))))
+    src = encode(list(ds[task.columns["source"]]))
+    en = encode(list(ds[task.columns["target"]]))
+    direction = options.get("direction", "en->xx")
+    return {"accuracy": tatoeba_accuracy(src, en, direction, precision=options.get("precision", "float32"))}
+
+
+def _flores(encode: Encoder, task: Task, language: str, data: DataConfig, options: dict) -> dict:
+    if not FLORES_CODE.match(language):
+        raise DataError(
+            f"{language!r} is not a FLORES-200 code such as 'deu_Latn' (ISO 639-3 + '_' + ISO 15924 script)"
+        )
+    split = data.eval_split if data.eval_split in ("dev", "devtest") else "devtest"
+    xx, _ = _hub_rows(task, language, split, data)
+    en, _ = _hub_rows(task, "eng_Latn", split, data)
+    if len(xx) != len(en):
+        raise DataError(f"FLORES {language} has {len(xx)} sentences but eng_Latn {len(en)}: rows must align")
+    x = encode(list(xx[task.columns["text"]]))
+    e = encode(list(en[task.columns["text"]]))
+    precision = options.get("precision", "float32")
+    xx2en = tatoeba_accuracy(x, e, "xx->en", precision=precision)
+    en2xx = tatoeba_accuracy(x, e, "en->xx", precision=precision)
+    return {"accuracy": (xx2en + en2xx) / 2, "accuracy_xx2en": xx2en, "accuracy_en2xx": en2xx}
+
+
+def read_bucc(directory: str | Path, language: str, split: str) -> tuple[dict[str, str], dict[str, str], list]:
+    """The original BUCC 2018 files of a language pair and split: ``(src id->text, en id->text,
+    gold [(src_id, en_id)])`` from ``{lang}-en.{sample|training}.{lang|en|gold}``."""
+    stem = Path(directory) / f"{language}-en.{BUCC_SPLITS[split]}"
+
+    def read(suffix: str) -> list[list[str]]:
+        path = Path(f"{stem}.{suffix}")
+        if not path.is_file():
+            raise DataError(
+                f"BUCC file {str(path)!r} is missing: the faithful BUCC benchmark needs the original "
+                f"bucc2018-{language}-en.{BUCC_SPLITS[split]}-gold files unpacked in {str(directory)!r}"
+            )
+        with path.open(encoding="utf-8") as f:
+            return [line.rstrip("\n").split("\t", 1) for line in f if line.strip()]
+
+    src = {i: t for i, t in read(language)}
+    en = {i: t for i, t in read("en")}
+    gold = [tuple(pair) for pair in read("gold")]
+    return src, en, gold
+
+
+def _bucc_mine(encode: Encoder, src: dict[str, str], en: dict[str, str], options: dict):
+    """Mine candidates between two id->text corpora; duplicate texts are embedded once."""
+    src_texts = list(dict.fromkeys(t.strip() for t in src.values()))
+    en_texts = list(dict.fromkeys(t.strip() for t in en.values()))
+    mined = margin_mine(encode(src_texts), encode(en_texts), k=4, precision=options.get("precision", "float32"))
+    return bucc_candidates([(score, src_texts[s], en_texts[t]) for s, t, score in mined], src, en)
+
+
+def _bucc(encode: Encoder, task: Task, language: str, data: DataConfig, options: dict) -> dict:
+    split = data.eval_split
+    directory = options.get("bucc_dir")
+    if directory:
+        dev_src, dev_en, dev_gold = read_bucc(directory, language, "validation")
+        dev = bucc_threshold(_bucc_mine(encode, dev_src, dev_en, options), dev_gold)
+        if split == "validation":
+            return dev
+        src, en, gold = read_bucc(directory, language, "test")
+        return bucc_scores(_bucc_mine(encode, src, en, options), gold, dev["threshold"])
+    # Hub copy: gold pairs only, no distractors. Still mined the same way; flagged in the result.
+    ds, _ = _hub_rows(task, language, split, data)
+    src = {f"{language}-{i}": t for i, t in enumerate(ds[task.columns["source"]])}
+    en = {f"en-{i}": t for i, t in enumerate(ds[task.columns["target"]])}
+    gold = [(f"{language}-{i}", f"en-{i}") for i in range(len(ds))]
+    return bucc_threshold(_bucc_mine(encode, src, en, options), gold)

@@ -1,0 +1,162 @@
+"""Tatoeba, BUCC and FLORES end to end: file formats, wiring, adapters active while embedding."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import make_entry
+
+from adapterxl import RunConfig, retrieve
+from adapterxl.cli import main
+from adapterxl.config import DataConfig
+from adapterxl.errors import ConfigError, DataError
+from adapterxl.fixtures import nli_examples, write_jsonl
+from adapterxl.metrics import xtreme_score
+from adapterxl.modeling import load_backbone, load_stored
+from adapterxl.retrieval import embed
+from adapterxl.tasks import get_task
+
+LEXICON_OF = {"de": "de", "fr": "fr", "ru": "ru", "zh": "zh", "deu_Latn": "de", "rus_Cyrl": "ru", "eng_Latn": "en"}
+
+
+def parallel(lang, n, seed=5):
+    """Aligned (other language, English) sentences: the same synthetic sentence in both."""
+    xx = [e["premise"] for e in nli_examples(LEXICON_OF[lang], n, seed)]
+    en = [e["premise"] for e in nli_examples("en", n, seed)]
+    return xx, en
+
+
+@pytest.fixture(scope="module")
+def tatoeba_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tatoeba")
+    for lang in ("de", "zh"):
+        xx, en = parallel(lang, 20)
+        rows = [{"source_sentence": a, "target_sentence": b, "source_lang": lang, "target_lang": "eng"}
+                for a, b in zip(xx, en, strict=True)]  # fmt: skip
+        write_jsonl(root / f"{lang}.jsonl", rows)
+    return {"validation": str(root / "{lang}.jsonl")}
+
+
+@pytest.fixture(scope="module")
+def bucc_dir(tmp_path_factory):
+    """Original BUCC layout: id<TAB>sentence files with distractors, gold id pairs, a repeated sentence."""
+    root = tmp_path_factory.mktemp("bucc")
+    for split, seed in (("sample", 1), ("training", 2)):
+        xx, en = parallel("de", 30, seed)
+        extra_de = [e["premise"] for e in nli_examples("de", 10, seed + 50)]  # distractors
+        de_lines = [(f"de-{i:06d}", s) for i, s in enumerate(xx + extra_de)] + [("de-999999", xx[0])]  # repeated
+        en_lines = [(f"en-{i:06d}", s) for i, s in enumerate(en)]
+        gold = [(f"de-{i:06d}", f"en-{i:06d}") for i in range(30)]
+        for suffix, lines in (("de", de_lines), ("en", en_lines), ("gold", gold)):
+            (root / f"de-en.{split}.{suffix}").write_text("".join(f"{a}\t{b}\n" for a, b in lines), encoding="utf-8")
+    return str(root)
+
+
+class PerfectEncoder:
+    """Maps the k-th sentence of an aligned corpus (either language) to the k-th one-hot vector."""
+
+    def __init__(self, pairs):
+        self.index = {}
+        for k, (a, b) in enumerate(pairs):
+            self.index.setdefault(a.strip(), k)
+            self.index.setdefault(b.strip(), k)
+        self.size = len(pairs) + 1
+
+    def __call__(self, sentences):
+        out = np.zeros((len(sentences), self.size), dtype=np.float32)
+        for i, s in enumerate(sentences):
+            k = self.index.get(s.strip(), self.size - 1)
+            out[i, k] = 1.0
+            out[i, -1] += 0.01 * (i + 1)  # unknown sentences: distinct, far from everything
+        return out
+
+
+def test_tatoeba_wiring_with_a_perfect_encoder(tatoeba_files):
+    task = get_task("tatoeba")
+    xx, en = parallel("de", 20)
+    encode = PerfectEncoder(list(zip(xx, en, strict=True)))
+    data = DataConfig(data_files=tatoeba_files)
+    for direction in ("en->xx", "xx->en"):
+        assert task.family.evaluate(encode, task, "de", data, {"direction": direction}) == {"accuracy": 100.0}
+
+
+def test_bucc_with_original_files_mines_thresholds_on_dev_and_applies_it_to_test(bucc_dir):
+    task = get_task("bucc2018")
+    pairs = [p for seed in (1, 2) for p in zip(*parallel("de", 30, seed), strict=True)]
+    encode = PerfectEncoder(pairs)
+    dev = task.family.evaluate(encode, task, "de", DataConfig(eval_split="validation"), {"bucc_dir": bucc_dir})
+    # The repeated German sentence (de-000000 / de-999999) is dropped as the official reader does.
+    assert dev["recall"] == pytest.approx(100 * 29 / 30) and dev["precision"] == 100.0
+    test = task.family.evaluate(encode, task, "de", DataConfig(eval_split="test"), {"bucc_dir": bucc_dir})
+    assert test["threshold"] == dev["threshold"]  # the dev threshold, applied to test
+    assert test["precision"] == 100.0
+
+
+def test_bucc_missing_files_are_a_clear_error(tmp_path):
+    task = get_task("bucc2018")
+    with pytest.raises(DataError, match=r"BUCC file .*fr-en.sample.fr' is missing.*original bucc2018-fr-en"):
+        task.family.evaluate(lambda s: None, task, "fr", DataConfig(), {"bucc_dir": str(tmp_path)})
+
+
+@pytest.fixture(scope="module")
+def flores_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("flores")
+    for lang in ("deu_Latn", "rus_Cyrl", "eng_Latn"):
+        xx, _ = parallel(lang, 15)
+        write_jsonl(root / f"{lang}.jsonl", [{"id": i, "text": s} for i, s in enumerate(xx)])
+    return {"devtest": str(root / "{lang}.jsonl")}
+
+
+def test_retrieve_flores_on_the_tiny_model_groups_by_script(flores_files):
+    data = DataConfig(data_files=flores_files, languages=["deu_Latn", "rus_Cyrl"], eval_split="devtest")
+    result = retrieve("flores", model="tiny-xlmr", data=data)
+    assert set(result["metrics"]) == {"deu_Latn", "rus_Cyrl"} and set(result["by_script"]) == {"Latn", "Cyrl"}
+    for scores in result["metrics"].values():
+        assert scores["accuracy"] == pytest.approx((scores["accuracy_xx2en"] + scores["accuracy_en2xx"]) / 2)
+    assert result["layer"] == 1  # the tiny model has 2 layers
+    with pytest.raises(DataError, match="'german' is not a FLORES-200 code"):
+        retrieve("flores", model="tiny-xlmr", data=DataConfig(languages=["german"], eval_split="devtest"))
+    with pytest.raises(ConfigError, match="needs data.languages"):
+        retrieve("flores", model="tiny-xlmr", data=DataConfig(eval_split="devtest"))
+
+
+def test_embeddings_come_from_the_active_adapter_setup(tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    entry = make_entry(tmp_path, "inter", "tiny-xlmr")
+    weights = load_file(entry.path / "adapter.safetensors")
+    save_file({k: v + 0.5 for k, v in weights.items()}, entry.path / "adapter.safetensors")
+    plain, tok = load_backbone("tiny-xlmr")
+    adapted, _ = load_backbone("tiny-xlmr")
+    load_stored(adapted, entry)
+    sentences = ["the dog sleeps .", "der Hund schläft ."]
+    with torch.no_grad():
+        assert not np.allclose(embed(plain, tok, sentences, layer=2), embed(adapted, tok, sentences, layer=2))
+        assert np.allclose(embed(plain, tok, sentences, layer=0), embed(adapted, tok, sentences, layer=0))
+
+
+def test_cli_retrieve_tatoeba_with_an_adapter_and_xtreme_score(tmp_path, tatoeba_files):
+    store = tmp_path / "store"
+    make_entry(store, "inter", "tiny-xlmr")
+    out = tmp_path / "tatoeba.json"
+    result = CliRunner().invoke(main, ["retrieve", "--task", "tatoeba", "--adapter", "inter", "--store", str(store),
+                                       "--languages", "de,zh", "--data", f"validation={tatoeba_files['validation']}",
+                                       "--output", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    saved = json.loads(out.read_text())
+    assert set(saved["metrics"]) == {"de", "zh"} and saved["direction"] == "en->xx"
+    assert 0 <= xtreme_score({"tatoeba": saved["metrics"]})["tasks"]["tatoeba"]["avg_metric"] <= 100
+
+
+def test_bad_retrieval_inputs(tmp_path):
+    with pytest.raises(ConfigError, match=r"task 'tatoeba' has no language\(s\) \['xx'\]"):
+        retrieve("tatoeba", model="tiny-xlmr", data=DataConfig(languages=["xx"]))
+    with pytest.raises(ConfigError, match="has no training data.*adapterxl retrieve"):
+        RunConfig.from_dict({"task": "tatoeba"})
+    with pytest.raises(ConfigError, match="is not a retrieval task"):
+        retrieve("xnli", model="tiny-xlmr")
+    with pytest.raises(ConfigError, match="BUCC folder .* does not exist"):
+        retrieve("bucc2018", model="tiny-xlmr", bucc_dir=str(tmp_path / "nope"))
+    assert get_task("tatoeba").source.config_for("zh") == "tatoeba.cmn"

@@ -390,4 +390,15 @@ def retrieve(
         for lang, scores in metrics.items():
             by_script.setdefault(lang.split("_")[1], []).append(scores["accuracy"])
         result["by_script"] = {script: sum(v) / len(v) for script, v in sorted(by_script.items())}
+        try:
+            from .tasks.retrieval import language_families
+
+            families = language_families(list(metrics))
+        except ImportError:
+            result["note"] = "install the 'families' extra (lang2vec) for averages by language family"
+        else:
+            by_family: dict[str, list[float]] = {}
+            for lang, scores in metrics.items():
+                by_family.setdefault(families[lang], []).append(scores["accuracy"])
+            result["by_family"] = {fam: sum(v) / len(v) for fam, v in sorted(by_family.items())}
     return result

@@ -115,10 +115,20 @@ def test_retrieve_flores_on_the_tiny_model_groups_by_script(flores_files):
     for scores in result["metrics"].values():
         assert scores["accuracy"] == pytest.approx((scores["accuracy_xx2en"] + scores["accuracy_en2xx"]) / 2)
     assert result["layer"] == 1  # the tiny model has 2 layers
+    assert set(result["by_family"]) == {"Indo-European"}
     with pytest.raises(DataError, match="'german' is not a FLORES-200 code"):
         retrieve("flores", model="tiny-xlmr", data=DataConfig(languages=["german"], eval_split="devtest"))
     with pytest.raises(ConfigError, match="needs data.languages"):
         retrieve("flores", model="tiny-xlmr", data=DataConfig(eval_split="devtest"))
+
+
+def test_language_families_from_uriel():
+    from adapterxl.tasks.retrieval import language_families
+
+    assert language_families(["deu_Latn", "swh_Latn", "cmn_Hans", "quy_Latn", "zzz_Latn"]) == {
+        "deu_Latn": "Indo-European", "swh_Latn": "Atlantic-Congo", "cmn_Hans": "Sino-Tibetan",
+        "quy_Latn": "Quechuan", "zzz_Latn": "unknown",
+    }  # fmt: skip
 
 
 def test_embeddings_come_from_the_active_adapter_setup(tmp_path):

@@ -100,6 +100,24 @@ def _flores(encode: Encoder, task: Task, language: str, data: DataConfig, option
     return {"accuracy": (xx2en + en2xx) / 2, "accuracy_xx2en": xx2en, "accuracy_en2xx": en2xx}
 
 
+def language_families(codes: list[str]) -> dict[str, str]:
+    """Top-level language family of each FLORES code (``deu_Latn`` -> ``Indo-European``) from URIEL
+    via ``lang2vec`` (which lists a language's top-level family first among its family features);
+    ``unknown`` for languages URIEL lacks. Needs the ``families`` extra (lang2vec)."""
+    import lang2vec.lang2vec as l2v
+
+    iso = {code: code.split("_")[0] for code in codes}
+    known = sorted({c for c in iso.values() if c in l2v.available_languages()})
+    families = {}
+    if known:
+        features = l2v.get_features(known, "fam", header=True)
+        names = features["CODE"]
+        for lang in known:
+            members = [str(names[i]) for i, v in enumerate(features[lang]) if v == 1]
+            families[lang] = members[0][2:] if members else "unknown"
+    return {code: families.get(lang, "unknown") for code, lang in iso.items()}
+
+
 def read_bucc(directory: str | Path, language: str, split: str) -> tuple[dict[str, str], dict[str, str], list]:
     """The original BUCC 2018 files of a language pair and split: ``(src id->text, en id->text,
     gold [(src_id, en_id)])`` from ``{lang}-en.{sample|training}.{lang|en|gold}``."""

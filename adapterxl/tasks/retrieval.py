@@ -104,8 +104,7 @@ def language_families(codes: list[str]) -> dict[str, str]:
     """Top-level language family of each FLORES code (``deu_Latn`` -> ``Indo-European``) from URIEL
     via ``lang2vec`` (which lists a language's top-level family first among its family features);
     ``unknown`` for languages URIEL lacks. Needs the ``families`` extra (lang2vec)."""
-    import lang2vec.lang2vec as l2v
-
+    l2v = _lang2vec()
     iso = {code: code.split("_")[0] for code in codes}
     known = sorted({c for c in iso.values() if c in l2v.available_languages()})
     families = {}
@@ -116,6 +115,27 @@ def language_families(codes: list[str]) -> dict[str, str]:
             members = [str(names[i]) for i, v in enumerate(features[lang]) if v == 1]
             families[lang] = members[0][2:] if members else "unknown"
     return {code: families.get(lang, "unknown") for code, lang in iso.items()}
+
+
+def _lang2vec():
+    """The ``lang2vec.lang2vec`` module. lang2vec also installs a *script* ``lang2vec.py`` next to
+    the console scripts; when Python runs one of those (``adapterxl``, ``pytest``), that folder is
+    first on ``sys.path`` and the script shadows the package. Import past it."""
+    import importlib
+    import os
+    import sys
+
+    try:
+        return importlib.import_module("lang2vec.lang2vec")
+    except (ImportError, OSError):
+        pass
+    sys.modules.pop("lang2vec", None)
+    saved = list(sys.path)
+    sys.path[:] = [p for p in saved if not os.path.isfile(os.path.join(p or ".", "lang2vec.py"))]
+    try:
+        return importlib.import_module("lang2vec.lang2vec")
+    finally:
+        sys.path[:] = saved
 
 
 def read_bucc(directory: str | Path, language: str, split: str) -> tuple[dict[str, str], dict[str, str], list]:

@@ -47,23 +47,12 @@ class RetrievalFamily:
 
 def _hub_rows(task: Task, language: str, split: str, data: DataConfig):
     """Rows of a split from local files (``data.data_files``) or the Hub, with the task's columns."""
-    import datasets
+    from ..data import _load_hub, _load_local
 
     if split in data.data_files:
-        from ..data import _load_local
-
         ds, where = _load_local(data.data_files[split], language, task, split)
     else:
-        config = task.source.config_for(language)
-        where = f"Hub dataset {task.source.path!r}, config {config!r}, split {task.source.splits.get(split, split)!r}"
-        try:
-            ds = datasets.load_dataset(task.source.path, config, split=task.source.splits.get(split, split),
-                                       revision=task.source.revision)  # fmt: skip
-        except Exception as exc:
-            raise DataError(
-                f"could not load {where} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
-                f"Offline, give local files in the same schema: data.data_files.{split}: path/{{lang}}.jsonl"
-            ) from exc
+        ((ds, where),) = _load_hub(task, split, language)
     missing = [c for c in task.columns.values() if c not in ds.column_names]
     if missing:
         raise DataError(f"{where}: missing column(s) {missing}; the data has {ds.column_names}")

@@ -69,11 +69,22 @@ def evaluate_dataset(
 
 
 def evaluate_languages(
-    model, tokenizer, task: Task, datasets: dict, data: DataConfig, batch_size: int, bf16: bool | str = "auto"
+    model,
+    tokenizer,
+    task: Task,
+    datasets: dict,
+    data: DataConfig,
+    batch_size: int,
+    bf16: bool | str = "auto",
+    encoded: dict | None = None,
 ) -> dict[str, dict[str, float]]:
-    """``{language: {metric: value}}`` (percent) for each language's dataset."""
+    """``{language: {metric: value}}`` (percent) for each language's dataset; ``encoded`` may hold
+    languages whose family encoding is already at hand (the English dev set after training)."""
+    encoded = encoded or {}
     return {
-        language: evaluate_dataset(model, tokenizer, task, ds, language, data, batch_size, bf16)
+        language: evaluate_dataset(
+            model, tokenizer, task, ds, language, data, batch_size, bf16, encoded=encoded.get(language)
+        )
         for language, ds in tqdm(datasets.items(), desc=f"Evaluating {task.name}", unit="lang")
     }
 

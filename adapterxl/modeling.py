@@ -21,8 +21,6 @@ from .fixtures import TINY_BACKBONES, build_tiny_backbone
 from .store import StoreEntry
 from .tasks import Task
 
-log = logging.getLogger(__name__)
-
 
 class _DropSpuriousWarning(logging.Filter):
     """``adapters`` warns "There are adapters available but none are activated" from inside

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 import platform
 import shutil
@@ -41,8 +40,6 @@ from .modeling import (
 from .store import AdapterStore, StoreEntry, model_card
 from .tasks import get_task
 from .training import train
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -155,8 +152,10 @@ def run(config: RunConfig) -> RunResult:
     trained = train(
         model, tokenizer, family, train_ds, train_cfg, config.mode, run_dir / "trainer", config.seed, evaluate_dev
     )
+    # The English evaluation set is often the dev set itself: reuse its encoding.
+    reuse = {lang: dev_encoded for lang, ds in data.evaluation.items() if ds is data.dev}
     metrics = evaluate_languages(
-        model, tokenizer, task, data.evaluation, data_cfg, train_cfg.eval_batch_size, train_cfg.bf16
+        model, tokenizer, task, data.evaluation, data_cfg, train_cfg.eval_batch_size, train_cfg.bf16, encoded=reuse
     )
     summary = summarize(metrics, task)
 

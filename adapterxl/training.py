@@ -8,7 +8,6 @@ restored at the end. Nothing about the target languages is seen during training.
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 
@@ -16,8 +15,6 @@ import torch
 from transformers import TrainerCallback
 
 from .config import TrainingConfig
-
-log = logging.getLogger(__name__)
 
 
 @dataclass

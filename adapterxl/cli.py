@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
 import click
@@ -165,7 +164,7 @@ def evaluate(
 ) -> None:
     """Evaluate a stored adapter setup (or a fully fine-tuned model) zero-shot on TASK."""
     from .config import DataConfig, parse_override
-    from .pipeline import evaluate_setup
+    from .pipeline import evaluate_setup, write_json
     from .report import results_table
 
     files = {key: str(value) for key, value in (parse_override(d) for d in data_files)}
@@ -180,7 +179,7 @@ def evaluate(
     result = evaluate_setup(task, adapter=adapter, model=model, store=store, data=data, batch_size=batch_size)
     click.echo(results_table({adapter or model: result["metrics"]}, result["summary"]["metric"]))
     if output:
-        Path(output).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        write_json(output, result)
         click.echo(f"Results: {output}")
 
 
@@ -217,6 +216,7 @@ def retrieve(task, adapter, model, languages, layer, eval_split, data_files, buc
     """Sentence retrieval straight off an encoder and adapter setup (Tatoeba, BUCC, FLORES-200)."""
     from .config import DataConfig, parse_override
     from .pipeline import retrieve as run_retrieval
+    from .pipeline import write_json
     from .report import results_table
 
     files = {key: str(value) for key, value in (parse_override(d) for d in data_files)}
@@ -241,7 +241,7 @@ def retrieve(task, adapter, model, languages, layer, eval_split, data_files, buc
     if result.get("note"):
         click.secho(result["note"], fg="yellow")
     if output:
-        Path(output).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        write_json(output, result)
         click.echo(f"Results: {output}")
 
 

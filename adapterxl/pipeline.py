@@ -204,7 +204,7 @@ def run(config: RunConfig) -> RunResult:
         result.store_entry = str(entry.path)
     manifest["wall_seconds"] = round(time.perf_counter() - started, 2)
     dump_runs([config], run_dir / "config.yaml")
-    _write_json(run_dir / "manifest.json", manifest)
+    write_json(run_dir / "manifest.json", manifest)
     result.manifest = manifest
     return result
 
@@ -224,7 +224,9 @@ def _save_full_model(model, tokenizer, target: Path) -> Path:
     return target
 
 
-def _write_json(path: Path, data) -> None:
+def write_json(path: str | Path, data) -> None:
+    """Write ``data`` as UTF-8 JSON atomically (temporary file, then rename)."""
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
@@ -243,7 +245,7 @@ def run_all(
         if on_result:
             on_result(results[-1])
         if results_path:
-            _write_json(Path(results_path), {"runs": [r.to_dict() for r in results]})
+            write_json(Path(results_path), {"runs": [r.to_dict() for r in results]})
     return results
 
 

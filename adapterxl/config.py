@@ -22,8 +22,9 @@ import yaml
 
 from .errors import ConfigError
 
-# Composition modes. "fuse" (AdapterFusion) plugs into modeling.setup_mode in a later release.
-MODES = ("adapter", "stack", "full")
+# Composition modes, each one branch of modeling.setup_mode (see RunConfig).
+MODES = ("adapter", "stack", "fuse", "sequential", "full")
+SAMPLING_SCHEMES = ("proportional", "uniform", "temperature")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,99}$")
 
 
@@ -49,6 +50,9 @@ class DataConfig:
     max_eval_examples: int | None = None
     eval_split: str = "validation"
     languages: list[str] | None = None  # evaluation languages; None: every language of the task
+    # Training languages (translate-train, mixed-language or multilingual MLM data): a list (each
+    # language's train split in full) or {language: share of the training examples}; None: English.
+    train_languages: list[str] | dict[str, float] | None = None
     # Extractive QA (XTREME / BERT defaults): windows over long contexts, span decoding.
     doc_stride: int = 128
     max_query_length: int = 64
@@ -83,17 +87,41 @@ class TrainingConfig:
 
 
 @dataclass
+class FusionConfig:
+    """AdapterFusion (mode ``fuse``): the target adapter trains first on its own, then a fusion
+    layer over the intermediate adapters and the target adapter trains (``joint``: the target
+    adapter keeps training with it) at its own learning rate."""
+
+    config: str = "dynamic"  # "dynamic" or "static" (adapters' fusion configs)
+    learning_rate: float = 5e-5
+    epochs: float | None = None  # None: training.epochs
+    joint: bool = False
+
+
+@dataclass
 class RunConfig:
     """One training phase and its zero-shot evaluation.
 
     - ``model``: Hub id, local folder, or a built-in tiny backbone (``tiny-xlmr``, ``tiny-bert``).
+    - ``task``: a task name, or a list of names for multi-task training (modes ``adapter`` and
+      ``full``): one shared adapter (or encoder), one head per task, batches of one task at a time
+      drawn by ``sampling``; ``task_data`` gives a task its own data settings.
     - ``mode``: ``adapter`` (new adapter on the frozen model), ``stack`` (new adapter stacked on
-      the frozen ``intermediate`` adapters from the store) or ``full`` (all weights train).
+      the frozen ``intermediate`` adapters from the store; LoRA-family adapters are *added*),
+      ``fuse`` (AdapterFusion over the intermediate adapters and a new target adapter),
+      ``sequential`` (the one intermediate adapter itself continues training on the task) or
+      ``full`` (all weights train).
     - ``adapter``: any ``adapters`` config string (``seq_bn``, ``seq_bn[reduction_factor=8]``, ...).
+    - ``language_adapters``: ``{language: store entry}`` (MAD-X): the training language's adapter
+      sits under the task adapters during training; at evaluation each language uses its own
+      when it has one, else the training language's.
+    - ``sampling``: ``proportional`` (to training-set size), ``uniform``, ``temperature=T``
+      (size^(1/T)), or ``{task: weight}``; append ``, TASK=RATE`` to give a task a fixed share
+      of the batches (``proportional, mlm=0.1``).
     - ``save_as``: the store entry (adapter modes) and run folder name; default derived.
     """
 
-    task: str
+    task: str | list[str]
     model: str = "xlm-roberta-large"
     mode: str = "adapter"
     adapter: str = "seq_bn"
@@ -103,19 +131,36 @@ class RunConfig:
     store: str = field(default_factory=default_store)
     output_dir: str | None = None
     seed: int = 42
+    language_adapters: dict[str, str] = field(default_factory=dict)
+    sampling: str | dict[str, float] = "proportional"
+    fusion: FusionConfig = field(default_factory=FusionConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    task_data: dict[str, DataConfig] = field(default_factory=dict)
     training: TrainingConfig = field(default_factory=TrainingConfig)
 
     def __post_init__(self) -> None:
         self.validate()
 
     @property
+    def tasks(self) -> list[str]:
+        """The run's task names (one, or several for multi-task training)."""
+        return [self.task] if isinstance(self.task, str) else list(self.task)
+
+    @property
+    def multitask(self) -> bool:
+        return len(self.tasks) > 1
+
+    def data_for(self, task: str) -> DataConfig:
+        """The data settings of one task of the run: ``task_data[task]``, else ``data``."""
+        return self.task_data.get(task, self.data)
+
+    @property
     def name(self) -> str:
         """The run's name: ``save_as``, or ``{task}-{mode}[-on-{intermediate}]-s{seed}``."""
         if self.save_as:
             return self.save_as
-        on = f"-on-{'+'.join(self.intermediate)}" if self.intermediate else ""
-        return f"{self.task}-{self.mode}{on}-s{self.seed}"
+        on = f"-on-{'-'.join(self.intermediate)}" if self.intermediate else ""
+        return f"{'-'.join(self.tasks)}-{self.mode}{on}-s{self.seed}"
 
     @property
     def run_dir(self) -> Path:
@@ -125,37 +170,80 @@ class RunConfig:
         """Check what can be checked without loading anything; raise ConfigError otherwise."""
         from .tasks import get_task  # the registry validates task names with a suggestion
 
-        task = get_task(self.task)
-        if task.kind == "retrieval":
-            raise ConfigError(
-                f"task {task.name!r} has no training data: it is evaluated straight off an encoder with "
-                "`adapterxl retrieve` (adapterxl.retrieve)"
-            )
+        if not self.tasks:
+            raise ConfigError("task: name at least one task")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ConfigError(f"task lists a task twice: {self.tasks}")
+        tasks = [get_task(name) for name in self.tasks]
+        for task in tasks:
+            if task.kind == "retrieval":
+                raise ConfigError(
+                    f"task {task.name!r} has no training data: it is evaluated straight off an encoder with "
+                    "`adapterxl retrieve` (adapterxl.retrieve)"
+                )
         if self.mode not in MODES:
             raise ConfigError(f"unknown mode {self.mode!r}{_suggest(self.mode, MODES)}; choose one of {list(MODES)}")
-        if self.mode == "stack" and not self.intermediate:
+        if self.multitask and self.mode not in ("adapter", "full"):
             raise ConfigError(
-                "mode 'stack' needs at least one intermediate adapter: set intermediate: [NAME] "
+                f"multi-task training ({self.tasks}) trains one new adapter (mode: adapter) or the whole "
+                f"model (mode: full), not mode {self.mode!r}"
+            )
+        needs = {"stack": "at least one", "fuse": "at least one", "sequential": "exactly one"}
+        if self.mode in needs and not self.intermediate:
+            raise ConfigError(
+                f"mode {self.mode!r} needs {needs[self.mode]} intermediate adapter: set intermediate: [NAME] "
                 "to store entries trained in an earlier run (see `adapterxl store list`)"
             )
-        if self.mode != "stack" and self.intermediate:
+        if self.mode == "sequential" and len(self.intermediate) != 1:
             raise ConfigError(
-                f"intermediate adapters {self.intermediate} are only used in mode 'stack', not "
-                f"{self.mode!r}: set mode: stack or remove intermediate"
+                f"mode 'sequential' continues training one intermediate adapter, got {self.intermediate}: "
+                "name one, or use mode stack / fuse for several"
             )
-        for name in [*self.intermediate, *([self.save_as] if self.save_as else [])]:
+        if self.mode not in needs and self.intermediate:
+            raise ConfigError(
+                f"intermediate adapters {self.intermediate} are only used in modes {sorted(needs)}, not "
+                f"{self.mode!r}: set one of those modes or remove intermediate"
+            )
+        if self.mode == "full" and self.language_adapters:
+            raise ConfigError("language_adapters need an adapter mode: full fine-tuning has no adapter stack")
+        names = [*self.intermediate, *self.language_adapters.values(), *([self.save_as] if self.save_as else [])]
+        for name in names:
             check_name(name)
         if len(set(self.intermediate)) != len(self.intermediate):
             raise ConfigError(f"intermediate lists an adapter twice: {self.intermediate}")
-        if self.save_as and self.save_as in self.intermediate:
-            raise ConfigError(f"save_as {self.save_as!r} is also an intermediate adapter: pick another name")
-        check_data(task, self.data)
+        if self.save_as and self.save_as in [*self.intermediate, *self.language_adapters.values()]:
+            raise ConfigError(f"save_as {self.save_as!r} is also an input adapter: pick another name")
+        clash = set(self.intermediate) & set(self.language_adapters.values())
+        if clash:
+            raise ConfigError(f"{sorted(clash)} listed both as intermediate and as language adapter")
+        if self.language_adapters:
+            task = tasks[0]
+            unknown = [lang for lang in self.language_adapters if lang not in task.languages]
+            if unknown:
+                raise ConfigError(
+                    f"language_adapters names language(s) {unknown} that task {task.name!r} does not have "
+                    f"(its languages: {list(task.languages)})"
+                )
+            if task.train_language not in self.language_adapters:
+                raise ConfigError(
+                    f"language_adapters has no adapter for the training language {task.train_language!r}: "
+                    f"MAD-X trains the task adapter on top of it (add {task.train_language}: NAME)"
+                )
+        extra = [t for t in self.task_data if t not in self.tasks]
+        if extra:
+            raise ConfigError(f"task_data names task(s) {extra} that are not in task: {self.tasks}")
+        for task in tasks:
+            check_data(task, self.data_for(task.name))
+        parse_sampling(self.sampling, self.tasks)
+        if self.fusion.config not in ("dynamic", "static"):
+            raise ConfigError(f"fusion.config must be 'dynamic' or 'static', got {self.fusion.config!r}")
+        for key, value in {
+            "fusion.learning_rate": self.fusion.learning_rate,
+            "fusion.epochs": self.fusion.epochs,
+        }.items():
+            if value is not None and value <= 0:
+                raise ConfigError(f"{key} must be positive, got {value}")
         positive = {
-            "data.max_seq_length": self.data.max_seq_length or 1,
-            "data.doc_stride": self.data.doc_stride,
-            "data.max_query_length": self.data.max_query_length,
-            "data.max_answer_length": self.data.max_answer_length,
-            "data.n_best_size": self.data.n_best_size,
             "training.batch_size": self.training.batch_size,
             "training.eval_batch_size": self.training.eval_batch_size,
             "training.gradient_accumulation_steps": self.training.gradient_accumulation_steps,
@@ -173,8 +261,59 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "config") -> RunConfig:
-        """Build a validated config; unknown keys and wrong types are errors naming the key."""
+        """Build a validated config; unknown keys and wrong types are errors naming the key.
+        Each ``task_data`` entry is merged over ``data``."""
+        if isinstance(data, dict) and isinstance(data.get("task_data"), dict):
+            base = data.get("data") or {}
+            merged = {k: _merge(base, v) if isinstance(v, dict) else v for k, v in data["task_data"].items()}
+            data = {**data, "task_data": merged}
         return _build(cls, data, where)
+
+
+def parse_sampling(spec: str | dict[str, float], tasks: list[str]) -> dict:
+    """Parse a task-sampling spec into ``{"scheme": ..., "temperature": T, "weights": {...},
+    "fixed": {task: rate}}``; a spec that does not parse is a ConfigError showing the grammar."""
+    grammar = (
+        "use proportional, uniform, temperature=T (T > 0) or a mapping {task: weight}, optionally followed "
+        "by ', TASK=RATE' fixed shares (e.g. 'proportional, mlm=0.1')"
+    )
+    if isinstance(spec, dict):
+        missing = [t for t in tasks if t not in spec]
+        extra = [t for t in spec if t not in tasks]
+        if missing or extra or any(w < 0 for w in spec.values()) or not sum(spec.values()) > 0:
+            raise ConfigError(
+                f"sampling weights {spec} must give every task of the run {tasks} a weight >= 0, some > 0 "
+                f"(missing: {missing}, unknown: {extra})"
+            )
+        return {"scheme": "weights", "weights": {t: float(spec[t]) for t in tasks}, "fixed": {}}
+    parts = [p.strip() for p in str(spec).split(",")]
+    head, rest = parts[0], parts[1:]
+    out: dict = {"scheme": head, "fixed": {}}
+    if head.startswith("temperature"):
+        try:
+            key, value = head.split("=")
+            out = {"scheme": "temperature", "temperature": float(value), "fixed": {}}
+        except ValueError:
+            raise ConfigError(f"sampling {spec!r} does not parse: {grammar}") from None
+        if key.strip() != "temperature" or not out["temperature"] > 0:
+            raise ConfigError(f"sampling {spec!r} does not parse: {grammar}")
+    elif head not in SAMPLING_SCHEMES:
+        raise ConfigError(f"sampling {spec!r} does not parse: unknown scheme {head!r}; {grammar}")
+    for part in rest:
+        task, _, value = part.partition("=")
+        task = task.strip()
+        try:
+            rate = float(value)
+        except ValueError:
+            raise ConfigError(f"sampling {spec!r} does not parse at {part!r}: {grammar}") from None
+        if task not in tasks:
+            raise ConfigError(f"sampling {spec!r} gives a share to {task!r}, which is not a task of the run {tasks}")
+        if not 0 < rate < 1:
+            raise ConfigError(f"sampling {spec!r}: the share of {task!r} must be between 0 and 1, got {rate}")
+        out["fixed"][task] = rate
+    if out["fixed"] and (sum(out["fixed"].values()) >= 1 or len(out["fixed"]) == len(tasks)):
+        raise ConfigError(f"sampling {spec!r}: fixed shares must leave some of the batches to the other tasks")
+    return out
 
 
 def check_data(task, data: DataConfig) -> None:
@@ -187,7 +326,8 @@ def check_data(task, data: DataConfig) -> None:
     if bad:
         raise ConfigError(f"data.data_files keys must be splits {sorted(splits)}, got {bad}")
     hub_splits = task.source.splits if task.source else {}
-    if task.source and data.eval_split not in hub_splits and data.eval_split not in data.data_files:
+    held_out = task.held_out_dev and data.eval_split == "validation"  # evaluated on held-out training rows
+    if task.source and not held_out and data.eval_split not in hub_splits and data.eval_split not in data.data_files:
         raise ConfigError(
             f"task {task.name!r} has no labelled {data.eval_split!r} split on the Hub; use "
             f"data.eval_split: one of {sorted(hub_splits)}, or give data.data_files.{data.eval_split}"
@@ -200,11 +340,51 @@ def check_data(task, data: DataConfig) -> None:
                 f"tokens must fit in data.max_seq_length ({length}) for task {task.name!r}: lower doc_stride or "
                 "max_query_length, or raise max_seq_length"
             )
+    positive = {
+        "data.max_seq_length": data.max_seq_length or 1,
+        "data.doc_stride": data.doc_stride,
+        "data.max_query_length": data.max_query_length,
+        "data.max_answer_length": data.max_answer_length,
+        "data.n_best_size": data.n_best_size,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key} must be positive, got {value}")
+    check_train_languages(task, data)
     bad_roles = [k for k in data.columns if k not in task.columns]
     if bad_roles:
         raise ConfigError(
             f"data.columns renames unknown role(s) {bad_roles}; roles of task {task.name!r}: {sorted(task.columns)}"
         )
+
+
+def check_train_languages(task, data: DataConfig) -> None:
+    """Training languages must exist for the task (on the Hub, or as ``{lang}`` local files) and
+    shares must be positive numbers."""
+    spec = data.train_languages
+    if spec is None:
+        if task.train_language is None:
+            raise ConfigError(
+                f"task {task.name!r} has no default training language: list them with data.train_languages "
+                "(e.g. [en, de, sw])"
+            )
+        return
+    languages = list(spec)
+    if not languages:
+        raise ConfigError("data.train_languages is empty: list at least one language, or remove it")
+    if isinstance(spec, dict):
+        bad = {k: v for k, v in spec.items() if not v > 0}
+        if bad:
+            raise ConfigError(f"data.train_languages shares must be positive numbers, got {bad}")
+    local = "{lang}" in data.data_files.get("train", "")
+    if not local:
+        unknown = [lang for lang in languages if lang not in task.languages]
+        if unknown:
+            raise ConfigError(
+                f"task {task.name!r} has no training data in {unknown} on the Hub (its languages: "
+                f"{list(task.languages)}): give translated files with data.data_files.train: path/{{lang}}.jsonl "
+                "(see `adapterxl translate`)"
+            )
 
 
 def check_name(name: str) -> str:
@@ -226,6 +406,8 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
     """Check ``value`` against a simple type hint; ints are accepted where floats are."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
     if origin in (typing.Union, types.UnionType):
         for arg in args:
             try:

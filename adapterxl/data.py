@@ -16,7 +16,14 @@ from .config import DataConfig
 from .errors import DataError
 from .tasks import Task
 
-_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
+_BUILDERS = {
+    ".jsonl": "json",
+    ".json": "json",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".parquet": "parquet",
+    ".txt": "text",  # one example per line, column "text" (MLM corpora)
+}
 
 
 @dataclass
@@ -35,14 +42,21 @@ class TaskData:
         }
 
 
-def load_task_data(task: Task, data: DataConfig, train: bool = True) -> TaskData:
-    """Load everything a run needs: English train + dev (if ``train``) and every evaluation
-    language's ``data.eval_split``. Evaluation sets are capped at ``data.max_eval_examples``."""
-    languages = data.languages or list(task.languages)
+def load_task_data(task: Task, data: DataConfig, train: bool = True, seed: int = 0) -> TaskData:
+    """Load everything a run needs: the training set (English, or ``data.train_languages`` mixed
+    in their shares), the English dev set (if ``train``) and every evaluation language's
+    ``data.eval_split``. Evaluation sets are capped at ``data.max_eval_examples``.
+
+    A task without a labelled validation split (MLM text) holds out ``task.held_out_dev`` rows of
+    each training language's training data as dev and evaluation sets.
+    """
     lang = task.train_language
+    if task.held_out_dev and not _has_split(task, "validation", data):
+        return _held_out(task, data, train, seed)
+    languages = data.languages or list(task.languages)
     train_ds = dev_ds = None
     if train:
-        train_ds = load_split(task, "train", lang, data, data.max_train_examples, training=True)
+        train_ds = _training_mix(task, data, seed)
         dev_ds = load_split(task, "validation", lang, data, data.max_eval_examples, training=True)
     same_source = task.train_source is None or "validation" in data.data_files
     evaluation = {}
@@ -53,6 +67,72 @@ def load_task_data(task: Task, data: DataConfig, train: bool = True) -> TaskData
         else:
             evaluation[language] = load_split(task, split, language, data, data.max_eval_examples)
     return TaskData(train_ds, dev_ds, evaluation)
+
+
+def training_languages(task: Task, data: DataConfig) -> dict[str, float | None]:
+    """``{language: share}`` of the training data; share None: the language's whole train split."""
+    spec = data.train_languages
+    if spec is None:
+        return {task.train_language: None}
+    if isinstance(spec, dict):
+        total = sum(spec.values())
+        return {lang: share / total for lang, share in spec.items()}
+    return dict.fromkeys(spec)
+
+
+def _training_mix(task: Task, data: DataConfig, seed: int):
+    """The training set: one language's train split, or several concatenated (each capped at
+    ``data.max_train_examples``), or several in given shares of ``data.max_train_examples`` (else
+    of the largest one's size), each language's rows drawn at random without replacement."""
+    import datasets
+
+    shares = training_languages(task, data)
+    if list(shares.values()) == [None]:
+        return load_split(task, "train", next(iter(shares)), data, data.max_train_examples, training=True)
+    parts = {
+        lang: load_split(task, "train", lang, data, None if share else data.max_train_examples, training=True)
+        for lang, share in shares.items()
+    }
+    if all(share is None for share in shares.values()):
+        return datasets.concatenate_datasets(list(parts.values()))
+    total = data.max_train_examples or max(len(ds) for ds in parts.values())
+    chosen = []
+    for lang, ds in parts.items():
+        wanted = round(shares[lang] * total)
+        if wanted > len(ds):
+            raise DataError(
+                f"task {task.name!r}: language {lang!r} has {len(ds)} training rows, but its share of "
+                f"{shares[lang]:.2f} x {total} needs {wanted}: lower data.max_train_examples or its share"
+            )
+        chosen.append(ds.shuffle(seed=seed).select(range(wanted)))
+    return datasets.concatenate_datasets(chosen).shuffle(seed=seed)
+
+
+def _has_split(task: Task, split: str, data: DataConfig) -> bool:
+    src = task.source_for(True)
+    return split in data.data_files or bool(src and split in src.splits)
+
+
+def _held_out(task: Task, data: DataConfig, train: bool, seed: int) -> TaskData:
+    """Per training language: hold out ``task.held_out_dev`` rows (at most a tenth) for evaluation;
+    the dev set is all held-out rows together."""
+    import datasets
+
+    train_parts, evaluation = [], {}
+    for lang in training_languages(task, data):
+        ds = load_split(task, "train", lang, data, None, training=True).shuffle(seed=seed)
+        n_dev = min(task.held_out_dev, len(ds) // 10, data.max_eval_examples or len(ds))
+        if n_dev == 0:
+            raise DataError(f"task {task.name!r} ({lang}): {len(ds)} rows are too few to hold out a dev set")
+        evaluation[lang] = ds.select(range(n_dev))
+        rest = ds.select(range(n_dev, len(ds)))
+        if data.max_train_examples is not None:
+            rest = rest.select(range(min(data.max_train_examples, len(rest))))
+        train_parts.append(rest)
+    if not train:
+        return TaskData(None, None, evaluation)
+    dev = datasets.concatenate_datasets(list(evaluation.values()))
+    return TaskData(datasets.concatenate_datasets(train_parts).shuffle(seed=seed), dev, evaluation)
 
 
 def load_split(

@@ -21,9 +21,19 @@ from .training import use_bf16
 
 
 def predict(
-    model, encoded, family, collator, batch_size: int, bf16: bool | str = "auto", desc: str = "Predicting"
+    model,
+    encoded,
+    family,
+    collator,
+    batch_size: int,
+    bf16: bool | str = "auto",
+    desc: str = "Predicting",
+    observe=None,
 ) -> list:
-    """The family's per-row model outputs for every row of an encoded dataset, in its order."""
+    """The family's per-row model outputs for every row of an encoded dataset, in its order.
+    ``observe(model_output, batch)``, if given, sees every batch (its ``extra_inputs`` attribute,
+    if any, is passed to the model)."""
+    extra = getattr(observe, "extra_inputs", {})
     order = np.argsort(-np.asarray(encoded["length"]), kind="stable")
     device = next(model.parameters()).device
     autocast = (
@@ -40,7 +50,10 @@ def predict(
                 index = order[start : start + batch_size]
                 batch = collator(encoded.select(index).to_list())
                 inputs = {k: v.to(device) for k, v in batch.items() if k not in family.label_names}
-                rows = family.batch_outputs(model(**inputs), batch)
+                output = model(**inputs, **extra)
+                if observe is not None:
+                    observe(output, batch)
+                rows = family.batch_outputs(output, batch)
                 for i, row in zip(index, rows, strict=True):
                     outputs[i] = row
     finally:
@@ -58,13 +71,16 @@ def evaluate_dataset(
     batch_size: int,
     bf16: bool | str = "auto",
     encoded=None,
+    observe=None,
 ) -> dict[str, float]:
     """Score ``model`` on one language's dataset (role columns, as from :mod:`adapterxl.data`).
-    ``encoded`` may pass the family's encoding of ``ds`` when it is already at hand."""
+    ``encoded`` may pass the family's encoding of ``ds`` when it is already at hand; ``observe``
+    sees every batch's model output (see :func:`predict`)."""
     family = task.family
     if encoded is None:
         encoded = family.encode(ds, tokenizer, data, train=False)
-    outputs = predict(model, encoded, family, family.collator(tokenizer), batch_size, bf16, f"{task.name}/{language}")
+    collator = family.collator(tokenizer)
+    outputs = predict(model, encoded, family, collator, batch_size, bf16, f"{task.name}/{language}", observe)
     return family.score(ds, encoded, outputs, task, language, data)
 
 
@@ -77,16 +93,47 @@ def evaluate_languages(
     batch_size: int,
     bf16: bool | str = "auto",
     encoded: dict | None = None,
+    per_language=None,
 ) -> dict[str, dict[str, float]]:
     """``{language: {metric: value}}`` (percent) for each language's dataset; ``encoded`` may hold
-    languages whose family encoding is already at hand (the English dev set after training)."""
+    languages whose family encoding is already at hand (the English dev set after training).
+    ``per_language(language)`` runs before each language (e.g. to swap its language adapter in)
+    and may return an observer for :func:`predict`."""
     encoded = encoded or {}
-    return {
-        language: evaluate_dataset(
-            model, tokenizer, task, ds, language, data, batch_size, bf16, encoded=encoded.get(language)
+    out = {}
+    for language, ds in tqdm(datasets.items(), desc=f"Evaluating {task.name}", unit="lang"):
+        observe = per_language(language) if per_language else None
+        out[language] = evaluate_dataset(
+            model, tokenizer, task, ds, language, data, batch_size, bf16, encoded=encoded.get(language), observe=observe
         )
-        for language, ds in tqdm(datasets.items(), desc=f"Evaluating {task.name}", unit="lang")
-    }
+    return out
+
+
+class FusionAttention:
+    """Observer that averages AdapterFusion attention over real tokens, layers and fusion blocks:
+    ``result()`` is ``{adapter: mean weight}``, summing to 1 (each token's weights are a softmax)."""
+
+    extra_inputs = {"output_adapter_fusion_attentions": True}
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.count = 0
+
+    def __call__(self, output, batch: dict) -> None:
+        attentions = getattr(output, "adapter_fusion_attentions", None) or {}
+        mask = batch["attention_mask"].reshape(-1, batch["attention_mask"].shape[-1]).cpu().numpy().astype(bool)
+        for fusion, layers in attentions.items():
+            names = fusion.split(",")
+            for parts in layers.values():
+                for scores in parts.values():
+                    scores = np.asarray(scores, dtype=np.float64).reshape(mask.shape[0], mask.shape[1], len(names))
+                    tokens = scores[mask]  # [real tokens, adapters]
+                    for name, total in zip(names, tokens.sum(0), strict=True):
+                        self.sums[name] = self.sums.get(name, 0.0) + float(total)
+                    self.count += len(tokens)
+
+    def result(self) -> dict[str, float]:
+        return {name: total / self.count for name, total in self.sums.items()} if self.count else {}
 
 
 def summarize(per_language: dict[str, dict[str, float]], task: Task) -> dict[str, float]:

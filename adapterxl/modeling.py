@@ -6,8 +6,12 @@ full fine-tuning baseline and the adapter arms run identical model code:
 - ``full``: a new head; every weight trains.
 - ``adapter``: a new adapter + head on the frozen backbone.
 - ``stack``: frozen intermediate adapters from the store, then a new target adapter + head on top
-  (``Stack(intermediate..., target)``); only the target adapter and its head train.
-- ``fuse`` (AdapterFusion) will be one more branch of :func:`setup_mode`.
+  (``Stack(intermediate..., target)``); only the target adapter and its head train. LoRA-family
+  adapters are summed instead (``Average`` with weights that add), never multiplied.
+- ``fuse``: AdapterFusion over the frozen intermediate adapters and a new target adapter: the
+  target adapter trains first, then the fusion layer (optionally jointly with the target adapter).
+- ``sequential``: the intermediate adapter itself, loaded under the run's name, trains on.
+- any adapter mode can sit on a frozen language adapter (MAD-X): ``Stack(language, ...)``.
 """
 
 from __future__ import annotations
@@ -97,17 +101,55 @@ def is_multiplicative(config) -> bool:
     return data.get("architecture") == "lora"
 
 
+def _members(adapter: str, intermediates: list[StoreEntry]) -> list[tuple[str, str | None]]:
+    return [("target adapter", adapter)] + [
+        (f"intermediate {e.name!r}", e.manifest.get("adapter_config")) for e in intermediates
+    ]
+
+
+def stack_kind(adapter: str, intermediates: list[StoreEntry]) -> str:
+    """How a stack of ``intermediates`` + a new ``adapter`` composes: ``"stack"`` (bottleneck
+    adapters run one after another, as in MAD-X) or ``"add"`` (all LoRA-family: their weight
+    updates are summed, since `adapters`' Stack of LoRAs multiplies them). A mix in which two or
+    more members hold LoRA parts can do neither and is a ConfigError."""
+    members = [(role, text, parse_adapter_config(text)) for role, text in _members(adapter, intermediates) if text]
+    lora = [(role, text) for role, text, cfg in members if is_multiplicative(cfg)]
+    if len(lora) < 2:
+        return "stack"  # a single LoRA member sees no other LoRA: nothing is multiplied
+    pure = all(cfg.to_dict().get("architecture") == "lora" for _, _, cfg in members)
+    if pure and len(lora) == len(members):
+        return "add"
+    names = ", ".join(f"{role} ({text})" for role, text in lora)
+    raise ConfigError(
+        f"cannot stack {names}: `adapters` composes a Stack of LoRA-family adapters multiplicatively (a fresh "
+        "target LoRA would hide the intermediate one), and a mix with other adapter types cannot be added "
+        "instead. Use only LoRA-family adapters (they are added) or only bottleneck adapters (seq_bn, stacked)."
+    )
+
+
 def check_stack(adapter: str, intermediates: list[StoreEntry]) -> None:
-    """Refuse stacks that `adapters` would compute multiplicatively (any LoRA-family member)."""
-    members = [("target adapter", adapter)]
-    members += [(f"intermediate {e.name!r}", e.manifest.get("adapter_config")) for e in intermediates]
-    for role, text in members:
-        if text is not None and is_multiplicative(parse_adapter_config(text)):
+    """Refuse stacks that would multiply LoRA updates (see :func:`stack_kind`)."""
+    stack_kind(adapter, intermediates)
+
+
+def check_fusable(adapter: str, intermediates: list[StoreEntry]) -> None:
+    """AdapterFusion needs bottleneck-type adapters (`adapters` cannot fuse LoRA, prefix tuning,
+    ...) that all share one configuration."""
+    configs = [(role, text, parse_adapter_config(text).to_dict()) for role, text in _members(adapter, intermediates)]
+    for role, text, data in configs:
+        if data.get("architecture") not in (None, "bottleneck"):
             raise ConfigError(
-                f"mode 'stack' cannot use the LoRA-family {role} ({text}): `adapters` composes a Stack "
-                "of LoRA adapters multiplicatively, so a fresh target LoRA would hide the intermediate "
-                "one. Use bottleneck adapters (adapter: seq_bn, the default) for stacking."
+                f"mode 'fuse' cannot fuse the {role} ({text}): AdapterFusion works on bottleneck adapters "
+                "(seq_bn, double_seq_bn, compacter) only"
             )
+    reference = configs[0][2]
+    differ = [f"{role} ({text})" for role, text, data in configs[1:] if data != reference]
+    if differ:
+        raise ConfigError(
+            f"mode 'fuse' needs adapters with one configuration, but {', '.join(differ)} differ from the "
+            f"target adapter ({adapter}): set adapter: to the intermediates' config, or fuse adapters trained "
+            "with the same one"
+        )
 
 
 def check_compatible(entry: StoreEntry, model_name: str) -> None:
@@ -120,40 +162,105 @@ def check_compatible(entry: StoreEntry, model_name: str) -> None:
     if entry.kind != "adapter":
         raise StoreError(
             f"store entry {entry.name!r} is a saved {entry.kind} ({entry.manifest.get('setup')}), not a "
-            "single adapter; stack mode builds on single intermediate adapters"
+            "single adapter; runs build on single intermediate and language adapters"
         )
 
 
-def setup_mode(model, mode: str, name: str, task: Task, adapter: str, intermediates: list[StoreEntry]) -> None:
-    """Add the run's parts to ``model`` and set exactly the parameters of ``mode`` trainable.
+def compose(core, language: str | None = None):
+    """The active setup: ``core`` (an adapter name or composition block) under a language adapter."""
+    from adapters.composition import Stack
 
-    ``name`` names the new adapter and head. Intermediate adapters are loaded without their heads
-    and stay frozen.
+    if language is None:
+        return core
+    if isinstance(core, Stack):
+        return Stack(language, *core.children)
+    return Stack(language, core)
+
+
+def setup_mode(
+    model,
+    mode: str,
+    name: str,
+    task: Task,
+    adapter: str,
+    intermediates: list[StoreEntry],
+    heads: dict[str, Task] | None = None,
+    language_adapters: list[StoreEntry] = (),
+    language: str | None = None,
+):
+    """Add the run's parts to ``model`` and set exactly the parameters of ``mode`` trainable;
+    return the *core* composition (without the language adapter; see :func:`compose`).
+
+    ``name`` names the new adapter and (unless ``heads`` maps several head names to tasks, for
+    multi-task training) the head. Intermediate and language adapters are loaded without their
+    heads and stay frozen. For ``fuse`` this is the first phase (the target adapter alone);
+    :func:`start_fusion` begins the second.
     """
+    from adapters.composition import Average, Fuse, Stack
+
+    heads = heads or {name: task}
+    core = name
     if mode == "full":
-        task.family.add_head(model, name, task)
+        for head, head_task in heads.items():
+            head_task.family.add_head(model, head, head_task)
         for param in model.parameters():
             param.requires_grad_(True)
-    elif mode in ("adapter", "stack"):
-        if mode == "stack":
-            check_stack(adapter, intermediates)
-            for entry in intermediates:
-                model.load_adapter(str(entry.path), load_as=entry.name, with_head=False, use_safetensors=True)
-        model.add_adapter(name, config=parse_adapter_config(adapter))
-        task.family.add_head(model, name, task)
-        model.train_adapter(name)  # freezes the backbone and every other adapter, activates `name`
-        if mode == "stack":
-            from adapters.composition import Stack
-
-            model.active_adapters = Stack(*[e.name for e in intermediates], name)
-    else:
+        model.active_head = next(iter(heads))
+        return None
+    if mode not in ("adapter", "stack", "fuse", "sequential"):
         raise ConfigError(f"unknown mode {mode!r}")
-    model.active_head = name
+    kind = None
+    if mode == "stack":
+        kind = stack_kind(adapter, intermediates)
+    if mode == "fuse":
+        check_fusable(adapter, intermediates)
+    for entry in language_adapters:
+        model.load_adapter(str(entry.path), load_as=entry.name, with_head=False, use_safetensors=True)
+    if mode == "sequential":
+        (entry,) = intermediates
+        model.load_adapter(str(entry.path), load_as=name, with_head=False, use_safetensors=True)
+    else:
+        for entry in intermediates:
+            model.load_adapter(str(entry.path), load_as=entry.name, with_head=False, use_safetensors=True)
+        model.add_adapter(name, config=parse_adapter_config(adapter))
+    for head, head_task in heads.items():
+        head_task.family.add_head(model, head, head_task)
+    model.train_adapter(name)  # freezes the backbone and every other adapter, activates `name`
+    members = [e.name for e in intermediates]
+    if kind == "stack":
+        core = Stack(*members, name)
+    elif kind == "add":  # sum of the updates: Average's mean times the member count
+        n = len(members) + 1
+        core = Average(*members, name, weights=[float(n)] * n, normalize_weights=False)
+    elif mode == "fuse":
+        core = Fuse(*members, name)
+    model.active_adapters = compose(name if mode == "fuse" else core, language)
+    model.active_head = next(iter(heads))
+    return core
+
+
+def start_fusion(model, core, name: str, config: str, joint: bool, language: str | None = None) -> None:
+    """Second phase of ``fuse``: add the fusion layer over ``core`` (a Fuse block) and train it;
+    ``joint``: the target adapter ``name`` trains with it. Heads stay trainable."""
+    model.add_adapter_fusion(core, config=config)
+    model.train_adapter_fusion(core)  # freezes every adapter, unfreezes the fusion layers
+    if joint:
+        for param_name, param in model.named_parameters():
+            if f".adapters.{name}." in param_name:
+                param.requires_grad_(True)
+    model.active_adapters = compose(core, language)
 
 
 def load_stored(model, entry: StoreEntry) -> str:
     """Load a store entry (adapter or setup) into ``model``, activate it and its head; return the
     head name."""
+    heads = entry.manifest.get("heads")
+    if entry.kind == "adapter" and heads:  # multi-task: the shared adapter + one head per task
+        model.load_adapter(str(entry.path), load_as=entry.name, set_active=True, with_head=False, use_safetensors=True)
+        for head in heads:
+            model.load_head(str(entry.path / f"head-{head}"), load_as=head, use_safetensors=True)
+        model.active_head = next(iter(heads))
+        return model.active_head
     if entry.kind == "adapter":
         model.load_adapter(str(entry.path), load_as=entry.name, set_active=True, use_safetensors=True)
         model.active_head = entry.name
@@ -162,21 +269,47 @@ def load_stored(model, entry: StoreEntry) -> str:
     return head
 
 
-def entry_kind(mode: str) -> str:
-    """What a run of ``mode`` puts in the store: one ``adapter``, or a ``setup`` (a stack)."""
-    kinds = {"adapter": "adapter", "stack": "setup"}
-    if mode not in kinds:
-        raise ValueError(f"mode {mode!r} saves a full model, not a store entry")
-    return kinds[mode]
+def entry_kind(setup) -> str:
+    """What a run puts in the store: one ``adapter`` (its active setup is a single adapter), or a
+    ``setup`` (a stack, sum or fusion, saved whole)."""
+    from adapters.composition import Stack
+
+    if setup is None:
+        raise ValueError("a full fine-tuning run saves a full model, not a store entry")
+    if isinstance(setup, str) or (isinstance(setup, Stack) and len(setup.children) == 1):
+        return "adapter"
+    return "setup"
 
 
-def save_to_folder(model, mode: str, name: str, folder: Path) -> None:
+def save_to_folder(model, setup, name: str, folder: Path, heads: list[str] | None = None) -> None:
     """Write the run's adapter part in the ``adapters`` library's own safetensors format: the
-    adapter with its head, or (``stack``) the whole active setup with the head."""
-    if entry_kind(mode) == "adapter":
-        model.save_adapter(str(folder), name, with_head=True, use_safetensors=True)
-    else:
-        model.save_adapter_setup(str(folder), model.active_adapters, head_setup=name, use_safetensors=True)
+    adapter with its head (or, multi-task, with one ``head-<name>`` folder per head), or the
+    whole ``setup`` (a composition block) with the head."""
+    import json
+
+    if entry_kind(setup) == "adapter":
+        if heads and heads != [name]:
+            model.save_adapter(str(folder), name, with_head=False, use_safetensors=True)
+            for head in heads:
+                model.save_head(str(folder / f"head-{head}"), head, use_safetensors=True)
+        else:
+            model.save_adapter(str(folder), name, with_head=True, use_safetensors=True)
+        return
+    model.save_adapter_setup(str(folder), setup, head_setup=name, use_safetensors=True)
+    # `adapters` saves an Average's weights but not normalize_weights, and reloads it normalised
+    # (which would halve a sum of LoRA updates): record it so plain `load_adapter_setup` is exact.
+    path = folder / "adapter_setup.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    _keep_weights(data["adapter_setup"])
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def _keep_weights(node) -> None:
+    if isinstance(node, dict):
+        if node.get("type") == "Average":
+            node.setdefault("kwargs", {})["normalize_weights"] = False
+        for child in node.get("children", []):
+            _keep_weights(child)
 
 
 def trainable_parameter_names(model) -> list[str]:

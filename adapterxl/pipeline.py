@@ -21,13 +21,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
-from .config import DataConfig, RunConfig, check_data, dump_runs, load_runs
-from .data import load_task_data, with_labels
+from .config import DataConfig, RunConfig, check_data, dump_runs, load_runs, parse_sampling
+from .data import load_task_data, training_languages, with_labels
 from .errors import ConfigError, StoreError
-from .evaluation import evaluate_dataset, evaluate_languages, summarize
+from .evaluation import FusionAttention, evaluate_dataset, evaluate_languages, summarize
 from .modeling import (
     check_compatible,
+    check_fusable,
     check_stack,
+    compose,
     count_parameters,
     entry_kind,
     load_backbone,
@@ -36,10 +38,11 @@ from .modeling import (
     parse_adapter_config,
     save_to_folder,
     setup_mode,
+    start_fusion,
 )
 from .store import AdapterStore, StoreEntry, model_card
-from .tasks import get_task
-from .training import train
+from .tasks import Task, get_task
+from .training import TaskBatchCollator, multitask_batches, task_probabilities, train
 
 
 @dataclass
@@ -96,24 +99,65 @@ def git_commit() -> str | None:
         return None
 
 
-def preflight(config: RunConfig) -> list[StoreEntry]:
+@dataclass
+class Inputs:
+    """The store entries a run builds on, checked against its backbone."""
+
+    intermediates: list[StoreEntry]
+    languages: dict[str, StoreEntry]  # language -> language adapter
+
+
+def preflight(config: RunConfig) -> Inputs:
     """Every check that needs no model and no data: adapter config, store entries, base-model
-    match, store and run folder writable. Returns the intermediate store entries."""
+    match, composition (stack, fusion), language adapters, store and run folder writable."""
     store = AdapterStore(config.store)
     if config.mode != "full":
         parse_adapter_config(config.adapter)
         store.check_writable(config.name, config.overwrite)
     intermediates = [store.get(name) for name in config.intermediate]
-    for entry in intermediates:
+    languages = {lang: store.get(name) for lang, name in config.language_adapters.items()}
+    for entry in [*intermediates, *languages.values()]:
         check_compatible(entry, config.model)
+    for lang, entry in languages.items():
+        trained_on = entry.manifest.get("train_languages")
+        if trained_on and lang not in trained_on:
+            raise ConfigError(
+                f"language_adapters maps {lang!r} to {entry.name!r}, a language adapter trained on {trained_on}: "
+                f"give {lang!r} an adapter trained on {lang} text (task mlm, data.train_languages: [{lang}])"
+            )
     if config.mode == "stack":
         check_stack(config.adapter, intermediates)
+    if config.mode == "fuse":
+        check_fusable(config.adapter, intermediates)
     if (config.run_dir / "manifest.json").is_file() and not config.overwrite:
         raise ConfigError(
             f"run folder {str(config.run_dir)!r} already holds a finished run: choose another save_as "
             "or output_dir, or set overwrite: true"
         )
-    return intermediates
+    return Inputs(intermediates, languages)
+
+
+def head_names(name: str, tasks: dict[str, Task]) -> tuple[dict[str, Task], dict[str, str]]:
+    """``({head: task}, {task: head})``: one run, one head named after it; multi-task, one head per
+    task (``NAME-TASK``), except that classification tasks with one label set share one head (as
+    ANLI+ shares its NLI head)."""
+    if len(tasks) == 1:
+        task = next(iter(tasks.values()))
+        return {name: task}, {task.name: name}
+    heads: dict[str, Task] = {}
+    task_head: dict[str, str] = {}
+    for task in tasks.values():
+        shared = [
+            h
+            for h, t in heads.items()
+            if task.family.name == "classification" and t.family is task.family and t.labels == task.labels
+        ]
+        if shared:
+            task_head[task.name] = shared[0]
+        else:
+            task_head[task.name] = f"{name}-{task.name}"
+            heads[task_head[task.name]] = task
+    return heads, task_head
 
 
 def run(config: RunConfig) -> RunResult:
@@ -121,64 +165,178 @@ def run(config: RunConfig) -> RunResult:
     from transformers import set_seed
 
     started = time.perf_counter()
-    intermediates = preflight(config)
-    task = with_labels(get_task(config.task), config.data)
-    data = load_task_data(task, config.data)  # all data errors surface here, before training
+    inputs = preflight(config)
+    tasks = {name: with_labels(get_task(name), config.data_for(name)) for name in config.tasks}
+    # All data errors surface here, before training.
+    data = {name: load_task_data(task, config.data_for(name), seed=config.seed) for name, task in tasks.items()}
+    primary = tasks[config.tasks[0]]
+    train_cfg = config.training
 
     set_seed(config.seed)
     model, tokenizer = load_backbone(config.model)
-    setup_mode(model, config.mode, config.name, task, config.adapter, intermediates)
+    heads, task_head = head_names(config.name, tasks)
+    train_language = inputs.languages.get(primary.train_language)
+    core = setup_mode(
+        model,
+        config.mode,
+        config.name,
+        primary,
+        config.adapter,
+        inputs.intermediates,
+        heads=heads,
+        language_adapters=list(inputs.languages.values()),
+        language=train_language and train_language.name,
+    )
     params = count_parameters(model)
-    family = task.family
-    data_cfg, train_cfg = config.data, config.training
-    train_ds = family.encode(data.train, tokenizer, data_cfg, train=True)
-    dev_encoded = family.encode(data.dev, tokenizer, data_cfg, train=False)
-
-    def evaluate_dev(m):
-        return evaluate_dataset(
-            m,
-            tokenizer,
-            task,
-            data.dev,
-            task.train_language,
-            data_cfg,
-            train_cfg.eval_batch_size,
-            train_cfg.bf16,
-            encoded=dev_encoded,
+    encoded = {
+        name: (
+            task.family.encode(data[name].train, tokenizer, config.data_for(name), train=True),
+            task.family.encode(data[name].dev, tokenizer, config.data_for(name), train=False),
         )
+        for name, task in tasks.items()
+    }
+
+    def evaluate_dev(m) -> dict[str, float]:
+        scores = {}
+        for name, task in tasks.items():
+            m.active_head = task_head[name]
+            result = evaluate_dataset(
+                m,
+                tokenizer,
+                task,
+                data[name].dev,
+                task.train_language or "dev",
+                config.data_for(name),
+                train_cfg.eval_batch_size,
+                train_cfg.bf16,
+                encoded=encoded[name][1],
+            )
+            scores[name] = result[task.metric]
+        m.active_head = next(iter(heads))
+        return {"dev": sum(scores.values()) / len(scores)}
+
+    sampling = None
+    if config.multitask:
+        sizes = {name: len(encoded[name][0]) for name in tasks}
+        train_ds = multitask_batches(sizes, parse_sampling(config.sampling, config.tasks), train_cfg, config.seed)
+        collator = TaskBatchCollator(
+            {name: enc[0] for name, enc in encoded.items()},
+            {name: task.family.collator(tokenizer) for name, task in tasks.items()},
+            {name: task_head[name] for name, task in tasks.items()},
+        )
+        total = sum(train_ds.counts.values())
+        sampling = {
+            "spec": config.sampling,
+            "train_sizes": sizes,
+            "probabilities": task_probabilities(parse_sampling(config.sampling, config.tasks), sizes),
+            "batches": train_ds.counts,
+            "shares": {t: c / total for t, c in train_ds.counts.items()},
+        }
+    else:
+        train_ds, collator = encoded[primary.name][0], primary.family.collator(tokenizer)
+    label_names = tuple(dict.fromkeys(n for t in tasks.values() for n in t.family.label_names))
 
     run_dir = config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    trained = train(
-        model, tokenizer, family, train_ds, train_cfg, config.mode, run_dir / "trainer", config.seed, evaluate_dev
+    phases = {}
+    trained = phases["train"] = train(
+        model,
+        train_ds,
+        collator,
+        train_cfg,
+        config.mode,
+        run_dir / "trainer",
+        config.seed,
+        evaluate_dev,
+        "dev",
+        label_names,
     )
-    # The English evaluation set is often the dev set itself: reuse its encoding.
-    reuse = {lang: dev_encoded for lang, ds in data.evaluation.items() if ds is data.dev}
-    metrics = evaluate_languages(
-        model, tokenizer, task, data.evaluation, data_cfg, train_cfg.eval_batch_size, train_cfg.bf16, encoded=reuse
-    )
-    summary = summarize(metrics, task)
+    if config.mode == "fuse":
+        start_fusion(
+            model, core, config.name, config.fusion.config, config.fusion.joint, train_language and train_language.name
+        )
+        params = count_parameters(model)
+        trained = phases["fusion"] = train(
+            model,
+            train_ds,
+            collator,
+            train_cfg,
+            config.mode,
+            run_dir / "trainer",
+            config.seed,
+            evaluate_dev,
+            "dev",
+            label_names,
+            learning_rate=config.fusion.learning_rate,
+            epochs=config.fusion.epochs,
+        )
 
+    metrics, summary, fusion_attention, used_language = {}, {}, {}, {}
+    for name, task in tasks.items():
+        model.active_head = task_head[name]
+        task_data = data[name]
+        # The English evaluation set is often the dev set itself: reuse its encoding.
+        reuse = {lang: encoded[name][1] for lang, ds in task_data.evaluation.items() if ds is task_data.dev}
+
+        def per_language(lang: str):
+            if inputs.languages:  # MAD-X: the language's own adapter when it has one
+                entry = inputs.languages.get(lang, train_language)
+                used_language[lang] = entry.name
+                model.active_adapters = compose(core, entry.name)
+            if config.mode == "fuse":
+                fusion_attention[lang] = FusionAttention()
+                return fusion_attention[lang]
+            return None
+
+        metrics[name] = evaluate_languages(
+            model,
+            tokenizer,
+            task,
+            task_data.evaluation,
+            config.data_for(name),
+            train_cfg.eval_batch_size,
+            train_cfg.bf16,
+            encoded=reuse,
+            per_language=per_language,
+        )
+        summary[name] = summarize(metrics[name], task)
+    if config.mode != "full":
+        model.active_adapters = compose(core, train_language and train_language.name)
+    model.active_head = next(iter(heads))
+    if not config.multitask:
+        metrics, summary = metrics[primary.name], summary[primary.name]
+    else:
+        summary = {"metric": "mean", "avg": sum(s["avg"] for s in summary.values()) / len(summary), "tasks": summary}
+
+    adapter_config = config.adapter
+    if config.mode == "sequential":
+        adapter_config = inputs.intermediates[0].manifest.get("adapter_config") or config.adapter
     manifest = {
         "name": config.name,
-        "task": task.name,
-        "task_family": task.family.name,
-        "labels": list(task.labels),
+        "task": "+".join(config.tasks),
+        "tasks": config.tasks,
+        "task_family": primary.family.name,
+        "labels": list(primary.labels),
         "mode": config.mode,
-        "adapter_config": None if config.mode == "full" else config.adapter,
+        "adapter_config": None if config.mode == "full" else adapter_config,
         "base_model": config.model,
         "base_model_revision": getattr(model.config, "_commit_hash", None),
-        "setup": [*config.intermediate, config.name] if config.mode != "full" else None,
+        "setup": None if config.mode == "full" else setup_names(model.active_adapters),
+        "composition": None if config.mode == "full" else str(model.active_adapters),
         "head": config.name,
+        "heads": {head: task.name for head, task in heads.items()},
         "seed": config.seed,
         "config": config.to_dict(),
         "versions": versions(),
         "git_commit": git_commit(),
         "device": str(next(model.parameters()).device),
         "parameters": params,
-        "data_sizes": data.sizes(),
+        "data_sizes": {name: d.sizes() for name, d in data.items()}
+        if config.multitask
+        else data[primary.name].sizes(),
+        "train_languages": list(training_languages(primary, config.data_for(primary.name))),
         "dev": {
-            "metric": family.main_metric,
+            "metric": "mean of the tasks' " if config.multitask else primary.metric,
             "best": trained.best_dev,
             "best_step": trained.best_step,
             "steps": trained.steps,
@@ -187,17 +345,29 @@ def run(config: RunConfig) -> RunResult:
         "eval_split": config.data.eval_split,
         "metrics": metrics,
         "summary": summary,
-        "train_seconds": round(trained.seconds, 2),
+        "train_seconds": round(sum(p.seconds for p in phases.values()), 2),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    result = RunResult(config.name, task.name, config.mode, metrics, summary, str(run_dir))
+    if config.mode == "fuse":
+        manifest["fusion"] = {
+            "phases": {k: {"best": v.best_dev, "steps": v.steps, "history": v.history} for k, v in phases.items()},
+            "attention": {lang: obs.result() for lang, obs in fusion_attention.items()},
+        }
+    if config.mode == "sequential":
+        manifest["initialized_from"] = inputs.intermediates[0].name
+    if sampling:
+        manifest["sampling"] = sampling
+    if used_language:
+        manifest["language_adapters"] = used_language
+    result = RunResult(config.name, manifest["task"], config.mode, metrics, summary, str(run_dir))
     if config.mode == "full":
         result.model_dir = str(_save_full_model(model, tokenizer, run_dir / "model"))
     else:
-        manifest["kind"] = entry_kind(config.mode)
+        setup = model.active_adapters
+        manifest["kind"] = entry_kind(setup)
         entry = AdapterStore(config.store).save(
             config.name,
-            lambda folder: save_to_folder(model, config.mode, config.name, folder),
+            lambda folder: save_to_folder(model, setup, config.name, folder, list(heads)),
             manifest,
             model_card(manifest),
         )
@@ -207,6 +377,13 @@ def run(config: RunConfig) -> RunResult:
     write_json(run_dir / "manifest.json", manifest)
     result.manifest = manifest
     return result
+
+
+def setup_names(setup) -> list[str]:
+    """The adapter names of an active setup, in order (``Stack[a, Fuse[b, c]]`` -> a, b, c)."""
+    if isinstance(setup, str):
+        return [setup]
+    return [n for child in setup.children for n in setup_names(child)]
 
 
 def _save_full_model(model, tokenizer, target: Path) -> Path:

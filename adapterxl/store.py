@@ -156,21 +156,42 @@ def model_card(manifest: dict) -> str:
 
     from .tasks import get_task
 
-    task = get_task(manifest["task"])
-    languages = sorted(manifest.get("metrics", {})) or list(task.languages)
+    tasks = [get_task(name) for name in manifest.get("tasks") or [manifest["task"]]]
+    task = tasks[0]
+    summary = manifest.get("summary", {})
+    if len(tasks) > 1:  # multi-task: one row per task (its English dev score)
+        per_task = summary.get("tasks", {})
+        languages = sorted({lang for m in manifest.get("metrics", {}).values() for lang in m})
+        header = "| task | metric | score |\n|---|---|---|"
+        rows = "\n".join(f"| {t} | {s['metric']} | {s['avg']:.2f} |" for t, s in per_task.items())
+        footer = f"Mean over tasks: {summary.get('avg', float('nan')):.2f}."
+        what = " + ".join(t.name for t in tasks)
+        description = "multi-task training"
+    else:
+        languages = sorted(manifest.get("metrics", {})) or list(task.languages)
+        metric = summary.get("metric", task.metric)
+        header = f"| language | {metric} |\n|---|---|"
+        rows = "\n".join(
+            f"| {lang} | {scores[metric]:.2f} |" for lang, scores in sorted(manifest.get("metrics", {}).items())
+        )
+        footer = (
+            f"Average over languages: {summary.get('avg', float('nan')):.2f}; zero-shot average (without "
+            f"{task.train_language}): {summary.get('avg_zero_shot', float('nan')):.2f}."
+        )
+        what, description = task.name, task.description
     meta = {
         "library_name": "adapter-transformers",
         "base_model": manifest["base_model"],
-        "tags": ["adapter-transformers", "adapterxl", manifest["task"], manifest.get("adapter_config") or "full"],
-        "datasets": [s.path for s in (task.source, task.train_source, *task.extra_sources) if s],
+        "tags": [
+            "adapter-transformers",
+            "adapterxl",
+            *[t.name for t in tasks],
+            manifest.get("adapter_config") or "full",
+        ],
+        "datasets": [s.path for t in tasks for s in (t.source, t.train_source, *t.extra_sources) if s],
         "language": languages,
     }
-    summary = manifest.get("summary", {})
-    metric = summary.get("metric", task.metric)
-    rows = "\n".join(
-        f"| {lang} | {scores[metric]:.2f} |" for lang, scores in sorted(manifest.get("metrics", {}).items())
-    )
-    setup = manifest.get("setup") or [manifest["name"]]
+    composition = manifest.get("composition") or " -> ".join(manifest.get("setup") or [manifest["name"]])
     if manifest["kind"] == "adapter":
         load = f'model.load_adapter("PATH", load_as="{manifest["name"]}", set_active=True, use_safetensors=True)'
     else:
@@ -181,9 +202,9 @@ def model_card(manifest: dict) -> str:
 
 # {manifest["name"]}
 
-A `{manifest.get("adapter_config")}` adapter for **{task.name}** ({task.description}) on
+A `{manifest.get("adapter_config")}` adapter for **{what}** ({description}) on
 `{manifest["base_model"]}`, trained with adapterxl in mode
-`{manifest["mode"]}` (composition: `{" -> ".join(setup)}`), seed {manifest.get("seed")}.
+`{manifest["mode"]}` (composition: `{composition}`), seed {manifest.get("seed")}.
 Model selection used the English dev set only; other languages are zero-shot.
 
 ## Usage
@@ -195,12 +216,10 @@ model = AutoAdapterModel.from_pretrained("{manifest["base_model"]}")
 {load}
 ```
 
-## Results ({manifest.get("eval_split", "validation")} split, {metric} in percent)
+## Results ({manifest.get("eval_split", "validation")} split, in percent)
 
-| language | {metric} |
-|---|---|
+{header}
 {rows}
 
-Average over languages: {summary.get("avg", float("nan")):.2f}; zero-shot average (without
-{task.train_language}): {summary.get("avg_zero_shot", float("nan")):.2f}.
+{footer}
 """

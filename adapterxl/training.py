@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from transformers import TrainerCallback
 
@@ -83,22 +84,106 @@ class DevSelection(TrainerCallback):
                 params[name].copy_(value)
 
 
+class TaskBatches(torch.utils.data.Dataset):
+    """Multi-task training as a list of batches drawn in advance: item ``i`` is ``(task, row
+    indices)``, every batch from one task. Tasks are drawn independently per batch with
+    ``probabilities``; each task's rows are visited in a fresh random order, epoch after epoch
+    of that task. ``counts`` records how many batches each task got."""
+
+    def __init__(self, sizes: dict[str, int], probabilities: dict[str, float], n_batches: int, batch_size: int, seed):
+        rng = np.random.default_rng(seed)
+        names = list(sizes)
+        drawn = rng.choice(len(names), size=n_batches, p=[probabilities[t] for t in names])
+        orders = {t: np.empty(0, dtype=np.int64) for t in names}
+        self.items: list[tuple[str, np.ndarray]] = []
+        for index in drawn:
+            task = names[index]
+            while len(orders[task]) < batch_size:  # wrap around: next epoch of this task
+                orders[task] = np.concatenate([orders[task], rng.permutation(sizes[task])])
+            self.items.append((task, orders[task][:batch_size]))
+            orders[task] = orders[task][batch_size:]
+        self.counts = {t: int((drawn == i).sum()) for i, t in enumerate(names)}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[str, np.ndarray]:
+        return self.items[i]
+
+
+class TaskBatchCollator:
+    """Turns one ``(task, indices)`` item into that task family's padded batch, plus ``head``
+    (the flexible-head model runs that task's head)."""
+
+    def __init__(self, datasets: dict, collators: dict, heads: dict[str, str]):
+        self.datasets, self.collators, self.heads = datasets, collators, heads
+
+    def __call__(self, items: list[tuple[str, np.ndarray]]) -> dict:
+        (task, indices), *rest = items
+        if rest:
+            raise ValueError("TaskBatchCollator expects one pre-drawn batch per step (per_device_train_batch_size=1)")
+        rows = self.datasets[task].select(indices).to_list()
+        return {**self.collators[task](rows), "head": self.heads[task]}
+
+
+def task_probabilities(sampling: dict, sizes: dict[str, int]) -> dict[str, float]:
+    """Sampling probabilities per task from a parsed spec (:func:`adapterxl.config.parse_sampling`)
+    and the training-set sizes (already capped): proportional to size, uniform, size^(1/T), or given
+    weights; tasks with a fixed share get it and the others split the rest by the scheme."""
+    fixed = sampling.get("fixed", {})
+    others = [t for t in sizes if t not in fixed]
+    scheme = sampling["scheme"]
+    if scheme == "proportional":
+        raw = {t: float(sizes[t]) for t in others}
+    elif scheme == "uniform":
+        raw = dict.fromkeys(others, 1.0)
+    elif scheme == "temperature":
+        raw = {t: float(sizes[t]) ** (1.0 / sampling["temperature"]) for t in others}
+    else:
+        raw = {t: sampling["weights"][t] for t in others}
+    rest = 1.0 - sum(fixed.values())
+    total = sum(raw.values())
+    return {t: fixed[t] if t in fixed else rest * raw[t] / total for t in sizes}
+
+
+def multitask_batches(sizes: dict[str, int], sampling: dict, cfg: TrainingConfig, seed: int) -> TaskBatches:
+    """The run's batches: ``max_steps`` x accumulation, else (as jiant) ``epochs`` x the sum over
+    tasks of their batches per epoch."""
+    if cfg.max_steps > 0:
+        n = cfg.max_steps * cfg.gradient_accumulation_steps
+    else:
+        n = int(cfg.epochs * sum(-(-size // cfg.batch_size) for size in sizes.values()))
+    return TaskBatches(sizes, task_probabilities(sampling, sizes), max(n, 1), cfg.batch_size, seed)
+
+
 def train(
-    model, tokenizer, family, train_ds, cfg: TrainingConfig, mode: str, output_dir, seed: int, evaluate_dev
+    model,
+    train_ds,
+    collator,
+    cfg: TrainingConfig,
+    mode: str,
+    output_dir,
+    seed: int,
+    evaluate_dev,
+    metric: str,
+    label_names: tuple[str, ...] = ("labels",),
+    learning_rate: float | None = None,
+    epochs: float | None = None,
 ) -> TrainResult:
     """Train ``model`` (already set up by :func:`adapterxl.modeling.setup_mode`) on the encoded
-    ``train_ds``; ``evaluate_dev(model) -> {metric: value}`` scores the English dev set. The best
-    weights by ``family.main_metric`` are left in ``model``."""
+    ``train_ds`` (or a :class:`TaskBatches` of a multi-task run); ``evaluate_dev(model) -> {metric:
+    value}`` scores the English dev set. The best weights by ``metric`` are left in ``model``."""
     from adapters import AdapterTrainer
     from transformers import Trainer, TrainingArguments
 
+    batches = isinstance(train_ds, TaskBatches)
     args = TrainingArguments(
         output_dir=str(output_dir),
-        per_device_train_batch_size=cfg.batch_size,
+        per_device_train_batch_size=1 if batches else cfg.batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        learning_rate=cfg.resolved_learning_rate(mode),
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
+        learning_rate=learning_rate or cfg.resolved_learning_rate(mode),
+        num_train_epochs=1 if batches else (epochs or cfg.epochs),
+        max_steps=-1 if batches else cfg.max_steps,
         lr_scheduler_type="linear",
         warmup_ratio=cfg.warmup_ratio,
         weight_decay=cfg.weight_decay,
@@ -111,18 +196,16 @@ def train(
         seed=seed,
         data_seed=seed,
         bf16=use_bf16(cfg.bf16),
-        group_by_length=cfg.group_by_length,
+        group_by_length=cfg.group_by_length and not batches,
         length_column_name="length",
         remove_unused_columns=False,
-        label_names=list(family.label_names),
+        label_names=list(label_names),
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
     )
-    selection = DevSelection(evaluate_dev, family.main_metric, cfg.eval_steps, cfg.early_stopping_patience)
+    selection = DevSelection(evaluate_dev, metric, cfg.eval_steps, cfg.early_stopping_patience)
     trainer_cls = Trainer if mode == "full" else AdapterTrainer
-    trainer = trainer_cls(
-        model=model, args=args, train_dataset=train_ds, data_collator=family.collator(tokenizer), callbacks=[selection]
-    )
+    trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, data_collator=collator, callbacks=[selection])
     start = time.perf_counter()
     trainer.train()
     selection.score(model, trainer.state)  # the last step, unless it was just scored

@@ -55,7 +55,7 @@ def run_config(tmp_path, **fields):
     return config
 
 
-def make_entry(store_root, name, model_name, adapter="seq_bn"):
+def make_entry(store_root, name, model_name, adapter="seq_bn", manifest=None):
     """A store entry holding a freshly initialised (untrained) adapter, as an intermediate."""
     from adapterxl.modeling import load_backbone, save_to_folder, setup_mode
     from adapterxl.store import AdapterStore
@@ -63,5 +63,11 @@ def make_entry(store_root, name, model_name, adapter="seq_bn"):
 
     model, _ = load_backbone(model_name)
     setup_mode(model, "adapter", name, get_task("mnli"), adapter, [])
-    manifest = {"kind": "adapter", "task": "mnli", "base_model": model_name, "adapter_config": adapter}
-    return AdapterStore(store_root).save(name, lambda d: save_to_folder(model, "adapter", name, d), manifest, "card")
+    manifest = {
+        "kind": "adapter",
+        "task": "mnli",
+        "base_model": model_name,
+        "adapter_config": adapter,
+        **(manifest or {}),
+    }
+    return AdapterStore(store_root).save(name, lambda d: save_to_folder(model, name, name, d), manifest, "card")

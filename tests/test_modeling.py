@@ -85,15 +85,19 @@ def test_stack_applies_intermediate_adapter_in_forward(tmp_path):
     assert not torch.allclose(outputs[0], outputs[1])
 
 
-def test_lora_stacks_are_refused(tmp_path):
-    with pytest.raises(ConfigError, match="LoRA-family target adapter.*multiplicatively"):
-        check_stack("lora", [])
-    entry = make_entry(tmp_path, "inter-lora", "tiny-xlmr", adapter="lora")
-    with pytest.raises(ConfigError, match="LoRA-family intermediate 'inter-lora'"):
-        check_stack("seq_bn", [entry])
-    with pytest.raises(ConfigError, match="LoRA-family"):
-        check_stack("unipelt", [])  # a union containing LoRA
-    check_stack("seq_bn[reduction_factor=8]", [])  # bottleneck stacks are fine
+def test_lora_stacks_add_and_multiplying_mixes_are_refused(tmp_path):
+    from adapterxl.modeling import stack_kind
+
+    lora = make_entry(tmp_path, "inter-lora", "tiny-xlmr", adapter="lora")
+    bottleneck = make_entry(tmp_path, "inter-bn", "tiny-xlmr")
+    assert stack_kind("lora", [lora]) == "add"
+    assert stack_kind("seq_bn", [bottleneck]) == "stack"
+    assert stack_kind("lora", [bottleneck]) == "stack"  # one LoRA member: nothing to multiply
+    assert stack_kind("seq_bn", [lora]) == "stack"
+    with pytest.raises(ConfigError, match="target adapter \\(unipelt\\).*multiplicatively"):
+        check_stack("unipelt", [lora])  # a union holding LoRA cannot be summed with a LoRA
+    with pytest.raises(ConfigError, match="intermediate 'inter-lora' \\(lora\\)"):
+        check_stack("unipelt", [lora, bottleneck])
 
 
 def test_adapter_on_another_base_model_is_refused(tmp_path):

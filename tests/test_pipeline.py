@@ -180,7 +180,7 @@ def test_saved_setup_reloads_to_identical_logits_with_adapterxl_and_plain_adapte
     kind = "adapter" if mode == "adapter" else "setup"
     manifest = {"kind": kind, "task": "xnli", "base_model": "tiny-xlmr", "adapter_config": "seq_bn"}
     entry = AdapterStore(tmp_path / "store").save(
-        "tgt", lambda d: save_to_folder(model, mode, "tgt", d), manifest, "card"
+        "tgt", lambda d: save_to_folder(model, model.active_adapters, "tgt", d), manifest, "card"
     )
 
     fresh, _ = load_backbone("tiny-xlmr")
@@ -234,7 +234,12 @@ def _bad_label_file(tmp_path):
     [
         ("unknown intermediate", StoreError, r"adapter 'nope' is not in the store"),
         ("other base model", StoreError, r"trained on base model 'tiny-xlmr', but this run uses 'tiny-bert'"),
-        ("lora stack", ConfigError, r"LoRA-family"),
+        ("lora stack", ConfigError, r"cannot stack target adapter \(unipelt\).*multiplicatively"),
+        ("fuse other backbone", StoreError, r"adapter 'inter-bert' was trained on base model 'tiny-bert'"),
+        ("fuse other config", ConfigError, r"mode 'fuse' needs adapters with one configuration.*'inter-r4'"),
+        ("fuse lora", ConfigError, r"mode 'fuse' cannot fuse the intermediate 'inter-lora' \(lora\)"),
+        ("language without adapter", ConfigError, r"language_adapters names language\(s\) \['yo'\]"),
+        ("language adapter of another language", ConfigError, r"maps 'de' to 'lang-fr'.*trained on \['fr'\]"),
         ("bad adapter config", ConfigError, r"invalid adapter config 'bottleneck'"),
         ("existing entry", StoreError, r"already has an adapter named"),
         ("missing column", DataError, r"missing column\(s\) 'hypothesis'"),
@@ -253,7 +258,26 @@ def test_bad_input_fails_before_training(
     elif case == "other base model":
         fields["model"] = "tiny-bert"
     elif case == "lora stack":
-        fields["adapter"] = "lora"
+        fields["intermediate"] = [make_entry(store_dir, "inter-lora", "tiny-xlmr", "lora").name]
+        fields["adapter"] = "unipelt"
+    elif case == "fuse other backbone":
+        fields["mode"] = "fuse"
+        fields["intermediate"] = [mnli_adapter, make_entry(store_dir, "inter-bert", "tiny-bert").name]
+    elif case == "fuse other config":
+        fields["mode"] = "fuse"
+        fields["intermediate"] = [
+            mnli_adapter,
+            make_entry(store_dir, "inter-r4", "tiny-xlmr", "seq_bn[reduction_factor=4]").name,
+        ]
+    elif case == "fuse lora":
+        fields["mode"] = "fuse"
+        fields["intermediate"] = [make_entry(store_dir, "inter-lora", "tiny-xlmr", "lora").name]
+    elif case == "language without adapter":
+        fields["language_adapters"] = {"en": "lang-en", "yo": "lang-yo"}
+    elif case == "language adapter of another language":
+        make_entry(store_dir, "lang-fr", "tiny-xlmr", manifest={"train_languages": ["fr"]})
+        fields["language_adapters"] = {"en": mnli_adapter + "-en", "de": "lang-fr"}
+        make_entry(store_dir, mnli_adapter + "-en", "tiny-xlmr")
     elif case == "bad adapter config":
         fields["adapter"] = "bottleneck"
     elif case == "existing entry":
@@ -292,7 +316,7 @@ def test_interrupted_save_leaves_no_entry_and_keeps_the_previous_version(tmp_pat
     store = AdapterStore(config.store)
     before = store.get(config.name).manifest["files"]
 
-    def crash(model, mode, name, folder):
+    def crash(model, setup, name, folder, *rest):
         (folder / "adapter.safetensors").write_bytes(b"half a file")
         raise KeyboardInterrupt  # the user pressed Ctrl-C while the adapter was being written
 

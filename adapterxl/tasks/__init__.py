@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from ..errors import ConfigError
 from ..metrics import XTREME_R_TASK_LANGUAGES
 from .classification import ClassificationFamily
+from .masked_lm import MaskedLMFamily
 from .multiple_choice import MultipleChoiceFamily
 from .qa import QAFamily
 from .retrieval import RetrievalFamily
@@ -24,7 +25,8 @@ TAGGING = TaggingFamily()
 MULTIPLE_CHOICE = MultipleChoiceFamily()
 QA = QAFamily()
 RETRIEVAL = RetrievalFamily()
-FAMILIES = {family.name: family for family in (CLASSIFICATION, TAGGING, MULTIPLE_CHOICE, QA, RETRIEVAL)}
+MASKED_LM = MaskedLMFamily()
+FAMILIES = {family.name: family for family in (CLASSIFICATION, TAGGING, MULTIPLE_CHOICE, QA, RETRIEVAL, MASKED_LM)}
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 XNLI_LANGUAGES = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
@@ -60,6 +62,11 @@ PANX_LANGUAGES = tuple(
     "ur vi yo zh".split()
 )
 
+# Every XTREME / XTREME-R language, by its Wikipedia code (the MLM task's languages).
+WIKIPEDIA_LANGUAGES = tuple(
+    sorted({*XNLI_LANGUAGES, *PANX_LANGUAGES, *UDPOS_LANGUAGE_NAMES, *TATOEBA_ISO3, *XCOPA_LANGUAGES, "ht", "qu", "wo"})
+)
+
 
 @dataclass(frozen=True)
 class HubSource:
@@ -84,12 +91,12 @@ class Task:
     family's roles to the Hub schema's column names."""
 
     name: str
-    family: ClassificationFamily | TaggingFamily | MultipleChoiceFamily | QAFamily | RetrievalFamily
+    family: ClassificationFamily | TaggingFamily | MultipleChoiceFamily | QAFamily | RetrievalFamily | MaskedLMFamily
     languages: tuple[str, ...]
     source: HubSource | None  # None: not on the Hub, local files only (no_hub_reason says why)
     columns: Mapping[str, str | tuple[str, ...]]
     labels: tuple[str, ...] = ()
-    train_language: str = "en"
+    train_language: str | None = "en"  # None: the run lists its training languages (MLM)
     description: str = ""
     kind: str = field(default="target")  # "intermediate" (English only) or "target" (zero-shot)
     # Languages that lack a split: {language: {wanted split: split used instead}}.
@@ -108,6 +115,7 @@ class Task:
     no_hub_reason: str = ""
     local_only_languages: tuple[str, ...] = ()  # languages the Hub source lacks: local files only
     main_metric: str = ""  # when not the family's (BUCC: f1)
+    held_out_dev: int = 0  # no validation split: hold out this many training rows per language
 
     def source_for(self, training: bool) -> HubSource | None:
         """The Hub source of the training data (train and English dev) or of the evaluation data."""
@@ -385,6 +393,18 @@ TASKS: dict[str, Task] = {
             columns=QA_COLUMNS,
             id_prefixes=TYDIQA_PREFIXES,
             description="TyDiQA-GoldP, extractive QA in 9 languages; English train only (3.7k)",
+        ),
+        Task(
+            name="mlm",
+            family=MASKED_LM,
+            kind="intermediate",
+            languages=WIKIPEDIA_LANGUAGES,
+            source=HubSource("wikimedia/wikipedia", "20231101.{lang}", {"train": "train"}),
+            columns={"text": "text"},
+            train_language=None,
+            held_out_dev=1000,
+            description="masked language modelling on Wikipedia (or local .txt files) in data.train_languages: "
+            "language adapters (MAD-X) and multilingual MLM mixed into intermediate training",
         ),
         Task(
             name="tatoeba",

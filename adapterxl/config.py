@@ -262,10 +262,11 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "config") -> RunConfig:
         """Build a validated config; unknown keys and wrong types are errors naming the key.
-        Each ``task_data`` entry is merged over ``data``."""
+        Each ``task_data`` entry replaces the fields of ``data`` it names, for its task."""
         if isinstance(data, dict) and isinstance(data.get("task_data"), dict):
             base = data.get("data") or {}
-            merged = {k: _merge(base, v) if isinstance(v, dict) else v for k, v in data["task_data"].items()}
+            # Field by field: a task's data_files replace the run's, they do not add to them.
+            merged = {k: {**base, **v} if isinstance(v, dict) else v for k, v in data["task_data"].items()}
             data = {**data, "task_data": merged}
         return _build(cls, data, where)
 

@@ -148,6 +148,17 @@ def write_nli_fixture(
     }
 
 
+def write_text_fixture(root: Path, languages: tuple[str, ...], lines: int = 300, seed: int = 11) -> str:
+    """Plain-text corpora (one sentence per line, ``root/text/{lang}.txt``) for MLM runs; returns
+    the ``{lang}`` path template for ``data.data_files.train``."""
+    root = Path(root) / "text"
+    root.mkdir(parents=True, exist_ok=True)
+    for lang in languages:
+        rows = nli_examples(lang, lines, seed=seed)
+        (root / f"{lang}.txt").write_text("\n".join(r["premise"] for r in rows) + "\n", encoding="utf-8")
+    return str(root / "{lang}.txt")
+
+
 # Function words for the tagging fixtures (languages without articles have none).
 _DETERMINERS = {"en": "the", "de": "der", "fr": "le", "es": "el"}
 _ADPOSITIONS = {"en": "in", "de": "im", "fr": "dans", "es": "en", "ru": "в", "ar": "في", "tr": "içinde", "zh": "在"}

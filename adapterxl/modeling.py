@@ -255,7 +255,9 @@ def load_stored(model, entry: StoreEntry) -> str:
     """Load a store entry (adapter or setup) into ``model``, activate it and its head; return the
     head name."""
     heads = entry.manifest.get("heads")
-    if entry.kind == "adapter" and heads:  # multi-task: the shared adapter + one head per task
+    if (
+        entry.kind == "adapter" and heads and list(heads) != [entry.name]
+    ):  # multi-task: the shared adapter + one head per task
         model.load_adapter(str(entry.path), load_as=entry.name, set_active=True, with_head=False, use_safetensors=True)
         for head in heads:
             model.load_head(str(entry.path / f"head-{head}"), load_as=head, use_safetensors=True)

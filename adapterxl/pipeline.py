@@ -224,13 +224,11 @@ def run(config: RunConfig) -> RunResult:
             {name: task.family.collator(tokenizer) for name, task in tasks.items()},
             {name: task_head[name] for name, task in tasks.items()},
         )
-        total = sum(train_ds.counts.values())
         sampling = {
             "spec": config.sampling,
             "train_sizes": sizes,
             "probabilities": task_probabilities(parse_sampling(config.sampling, config.tasks), sizes),
-            "batches": train_ds.counts,
-            "shares": {t: c / total for t, c in train_ds.counts.items()},
+            "batches_drawn": train_ds.counts,
         }
     else:
         train_ds, collator = encoded[primary.name][0], primary.family.collator(tokenizer)
@@ -331,9 +329,7 @@ def run(config: RunConfig) -> RunResult:
         "git_commit": git_commit(),
         "device": str(next(model.parameters()).device),
         "parameters": params,
-        "data_sizes": {name: d.sizes() for name, d in data.items()}
-        if config.multitask
-        else data[primary.name].sizes(),
+        "data_sizes": {name: d.sizes() for name, d in data.items()} if config.multitask else data[primary.name].sizes(),
         "train_languages": list(training_languages(primary, config.data_for(primary.name))),
         "dev": {
             "metric": "mean of the tasks' " if config.multitask else primary.metric,
@@ -356,7 +352,8 @@ def run(config: RunConfig) -> RunResult:
     if config.mode == "sequential":
         manifest["initialized_from"] = inputs.intermediates[0].name
     if sampling:
-        manifest["sampling"] = sampling
+        seen = collator.seen
+        manifest["sampling"] = {**sampling, "batches_seen": seen, "shares_seen": _shares(seen)}
     if used_language:
         manifest["language_adapters"] = used_language
     result = RunResult(config.name, manifest["task"], config.mode, metrics, summary, str(run_dir))
@@ -377,6 +374,11 @@ def run(config: RunConfig) -> RunResult:
     write_json(run_dir / "manifest.json", manifest)
     result.manifest = manifest
     return result
+
+
+def _shares(counts: dict[str, int]) -> dict[str, float]:
+    total = sum(counts.values())
+    return {k: v / total if total else 0.0 for k, v in counts.items()}
 
 
 def setup_names(setup) -> list[str]:

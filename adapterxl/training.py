@@ -113,15 +113,17 @@ class TaskBatches(torch.utils.data.Dataset):
 
 class TaskBatchCollator:
     """Turns one ``(task, indices)`` item into that task family's padded batch, plus ``head``
-    (the flexible-head model runs that task's head)."""
+    (the flexible-head model runs that task's head); counts the batches of each task it served."""
 
     def __init__(self, datasets: dict, collators: dict, heads: dict[str, str]):
         self.datasets, self.collators, self.heads = datasets, collators, heads
+        self.seen = dict.fromkeys(datasets, 0)  # batches actually collated, per task
 
     def __call__(self, items: list[tuple[str, np.ndarray]]) -> dict:
         (task, indices), *rest = items
         if rest:
             raise ValueError("TaskBatchCollator expects one pre-drawn batch per step (per_device_train_batch_size=1)")
+        self.seen[task] += 1
         rows = self.datasets[task].select(indices).to_list()
         return {**self.collators[task](rows), "head": self.heads[task]}
 

@@ -50,7 +50,7 @@ def run_config(tmp_path, **fields):
         "training": {"epochs": 1, "batch_size": 16, "learning_rate": 2e-3, "logging_steps": 1000, **training},
     }
     config.setdefault(
-        "output_dir", str(tmp_path / "runs" / config.get("save_as", config["task"] + config.get("mode", "")))
+        "output_dir", str(tmp_path / "runs" / config.get("save_as", str(config["task"]) + config.get("mode", "")))
     )
     return config
 

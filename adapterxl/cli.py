@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from .config import MODES
 from .errors import AdapterXLError
 
 
@@ -60,11 +61,13 @@ def quickstart(out_dir: str, store: str | None) -> None:
 
 @main.command()
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
-@click.option("--task", help="Task name (see `adapterxl tasks`).")
+@click.option("--task", help="Task name (see `adapterxl tasks`); comma-separated for multi-task training.")
 @click.option("--model", help="Hub id, local folder, or tiny-xlmr / tiny-bert.")
-@click.option("--mode", type=click.Choice(["adapter", "stack", "full"]), help="Training mode.")
+@click.option("--mode", type=click.Choice(list(MODES)), help="Training mode.")
 @click.option("--adapter", "adapter_config", help="adapters config string, e.g. seq_bn.")
-@click.option("--intermediate", multiple=True, help="Store entry to stack on (repeatable; mode stack).")
+@click.option(
+    "--intermediate", multiple=True, help="Store entry to build on (repeatable; modes stack, fuse, sequential)."
+)
 @click.option("--save-as", help="Name of the store entry and run folder.")
 @click.option("--store", help="Adapter store folder.")
 @click.option("--output-dir", help="Run folder (default runs/NAME).")
@@ -100,11 +103,12 @@ def train(
     """
     from .config import apply_overrides, load_runs, parse_override, parse_runs
     from .pipeline import results_path_for, run_all
-    from .report import results_table
+    from .report import result_lines
 
     overrides = dict(parse_override(s) for s in sets)
+    tasks = _split_languages(task)
     flags = {
-        "task": task,
+        "task": tasks[0] if tasks and len(tasks) == 1 else tasks,
         "model": model,
         "mode": mode,
         "adapter": adapter_config,
@@ -129,7 +133,8 @@ def train(
         click.secho(f"[{i + 1}/{len(configs)}] {cfg.name}: {cfg.task}, mode {cfg.mode}, model {cfg.model}", bold=True)
 
     def on_result(result):
-        click.echo(results_table({result.name: result.metrics}, result.summary["metric"]))
+        for line in result_lines(result):
+            click.echo(line)
         click.echo(
             f"Saved: {result.store_entry or result.model_dir}\nManifest: {Path(result.run_dir) / 'manifest.json'}"
         )
@@ -243,6 +248,43 @@ def retrieve(task, adapter, model, languages, layer, eval_split, data_files, buc
     if output:
         write_json(output, result)
         click.echo(f"Results: {output}")
+
+
+@main.command()
+@click.argument("task")
+@click.option(
+    "--model", "translation_model", required=True, help="Seq2seq model id or folder ({lang}: one per language)."
+)
+@click.option("--to", "languages", required=True, help="Comma-separated target languages.")
+@click.option("--out", "out_dir", default="translated", show_default=True, help="Output folder.")
+@click.option("--split", default="train", show_default=True, help="Split to translate.")
+@click.option("--data", "data_files", multiple=True, metavar="SPLIT=PATH", help="Local source files for a split.")
+@click.option("--max-examples", type=int, help="Translate at most this many examples.")
+@click.option("--source-code", help="Source language code of many-to-many models (NLLB: eng_Latn).")
+@click.option(
+    "--target-code", "target_codes", multiple=True, metavar="LANG=CODE", help="e.g. de=deu_Latn (repeatable)."
+)
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--num-beams", type=int, default=1, show_default=True)
+@_friendly_errors
+def translate(task, translation_model, languages, out_dir, split, data_files, max_examples, source_code,
+              target_codes, batch_size, num_beams) -> None:  # fmt: skip
+    """Machine-translate TASK's English training data (translate-train); cached on disk."""
+    from .config import DataConfig, parse_override
+    from .data import translate_task_data
+
+    files = {key: str(value) for key, value in (parse_override(d) for d in data_files)}
+    codes = {key: str(value) for key, value in (parse_override(c) for c in target_codes)}
+    data = DataConfig(data_files=files, max_train_examples=max_examples)
+    _quiet_libraries()
+    paths = translate_task_data(
+        task, translation_model, _split_languages(languages) or [], out_dir, split, data, source_code, codes,
+        batch_size=batch_size, num_beams=num_beams,
+    )  # fmt: skip
+    for lang, path in paths.items():
+        click.echo(f"{lang}: {path}")
+    template = str(next(iter(paths.values()))).replace(f"/{next(iter(paths))}/", "/{lang}/")
+    click.echo(f"Train on it with: data: {{data_files: {{{split}: {template}}}, train_languages: [en, ...]}}")
 
 
 @main.command()

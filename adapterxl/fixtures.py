@@ -521,3 +521,47 @@ def build_tiny_backbone(name: str, root: Path | None = None) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def build_tiny_translator(root: Path | None = None) -> Path:
+    """A tiny random BART translation model (1+1 layers) with the tiny XLM-R tokenizer, for
+    offline tests of ``translate``: its output is noise, its interface is a real seq2seq model's."""
+    root = Path(root) if root else cache_dir() / "backbones"
+    target = root / f"tiny-translator-{_BUILD_VERSION}"
+    if (target / "config.json").is_file():
+        return target
+    import torch
+    from transformers import AutoTokenizer, BartConfig, BartForConditionalGeneration
+
+    tokenizer = AutoTokenizer.from_pretrained(build_tiny_backbone("tiny-xlmr"))
+    config = BartConfig(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.eos_token_id,
+        forced_eos_token_id=tokenizer.eos_token_id,
+        init_std=1.0,  # large random weights: varied (if meaningless) output tokens
+    )
+    torch.manual_seed(0)
+    model = BartForConditionalGeneration(config)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tiny-translator-", dir=root))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)
+    except OSError:
+        if not (target / "config.json").is_file():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

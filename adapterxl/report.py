@@ -39,3 +39,39 @@ def results_table(rows: dict[str, dict[str, dict[str, float]]], metric: str, sou
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
+
+
+def result_lines(result) -> list[str]:
+    """What the CLI prints after a run: the results table (one per task of a multi-task run),
+    the sampled task shares and the fusion attention per language when there are any."""
+    manifest = result.manifest
+    if len(manifest.get("tasks", [])) > 1:
+        lines = [
+            results_table({f"{result.name}/{task}": m}, result.summary["tasks"][task]["metric"])
+            for task, m in result.metrics.items()
+        ]
+    else:
+        lines = [results_table({result.name: result.metrics}, result.summary["metric"])]
+    sampling = manifest.get("sampling")
+    if sampling:
+        shares = ", ".join(
+            f"{t} {sampling['shares_seen'][t]:.2f} (p={p:.2f})" for t, p in sampling["probabilities"].items()
+        )
+        lines.append(f"Task shares of the batches: {shares}")
+    attention = manifest.get("fusion", {}).get("attention")
+    if attention:
+        lines.append(attention_table(attention))
+    return lines
+
+
+def attention_table(attention: dict[str, dict[str, float]]) -> str:
+    """Fusion attention per language: which adapter each language leans on (rows sum to 1)."""
+    adapters = list(next(iter(attention.values())))
+    width = max(len(a) for a in adapters)
+    lines = [
+        "Fusion attention (mean over real tokens and layers):",
+        "language  " + "  ".join(a.rjust(width) for a in adapters),
+    ]
+    for lang, weights in attention.items():
+        lines.append(f"{lang:8}  " + "  ".join(f"{weights[a]:.3f}".rjust(width) for a in adapters))
+    return "\n".join(lines)

@@ -394,3 +394,69 @@ def test_translate_train_run_lowers_the_loss(tmp_path, nli_files):
     assert result.manifest["train_languages"] == ["en", "de"]
     assert result.manifest["data_sizes"]["train"] == 64
     assert _moves_down(_losses(result.manifest))
+
+
+# -- the translate step -------------------------------------------------------------------------------
+
+
+def test_translate_writes_hub_schema_files_that_train_and_are_cached(tmp_path, nli_files, monkeypatch):
+    import adapterxl.data as data_module
+    from adapterxl.data import translate_task_data
+    from adapterxl.fixtures import build_tiny_translator
+
+    model = str(build_tiny_translator())
+    source = DataConfig(data_files=nli_files["mnli"], max_train_examples=24)
+    paths = translate_task_data("mnli", model, ["de", "sw"], tmp_path / "tr", data=source, max_new_tokens=16)
+    assert set(paths) == {"de", "sw"} and paths["de"] == tmp_path / "tr" / "mnli" / "de" / "train.jsonl"
+    english = _rows(nli_files["mnli"]["train"])[:24]
+    for path in paths.values():
+        rows = _rows(path)
+        assert len(rows) == 24 and all(set(r) == {"premise", "hypothesis", "label"} for r in rows)
+        assert [r["label"] for r in rows] == [r["label"] for r in english]  # labels carried over
+        assert [r["premise"] for r in rows] != [r["premise"] for r in english]  # text is the model's
+    # Cached: the same settings translate nothing again; other settings do.
+    monkeypatch.setattr(data_module, "_translator", lambda *a: pytest.fail("translated again"))
+    assert translate_task_data("mnli", model, ["de"], tmp_path / "tr", data=source, max_new_tokens=16) == {
+        "de": paths["de"]
+    }
+    with pytest.raises(pytest.fail.Exception, match="translated again"):
+        translate_task_data("mnli", model, ["de"], tmp_path / "tr", data=source, max_new_tokens=8)
+    # The files train an intermediate adapter on English + translated data.
+    config = run_config(
+        tmp_path,
+        task="mnli",
+        save_as="mnli-mixed",
+        data={
+            "data_files": {"train": str(tmp_path / "tr" / "mnli" / "{lang}" / "train.jsonl")},
+            "train_languages": ["de", "sw"],
+            "max_eval_examples": 20,
+        },
+    )
+    config["data"]["data_files"]["validation"] = nli_files["mnli"]["validation"]
+    result = run(RunConfig.from_dict(config))
+    assert result.manifest["data_sizes"]["train"] == 48
+
+
+def test_translate_refuses_span_tasks_and_unknown_models(tmp_path, nli_files):
+    from adapterxl.data import translate_task_data
+    from adapterxl.errors import DataError
+
+    with pytest.raises(DataError, match="task 'squad' \\(qa\\) cannot be translated"):
+        translate_task_data("squad", "m", ["de"], tmp_path)
+    with pytest.raises(DataError, match="could not load translation model 'no/such-model'"):
+        translate_task_data("mnli", "no/such-model", ["de"], tmp_path, data=DataConfig(data_files=nli_files["mnli"]))
+
+
+def test_translate_cli(tmp_path, nli_files):
+    from click.testing import CliRunner
+
+    from adapterxl.cli import main
+    from adapterxl.fixtures import build_tiny_translator
+
+    out = CliRunner().invoke(
+        main,
+        ["translate", "mnli", "--model", str(build_tiny_translator()), "--to", "de", "--out", str(tmp_path),
+         "--data", f"train={nli_files['mnli']['train']}", "--max-examples", "8"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert f"de: {tmp_path}/mnli/de/train.jsonl" in out.output and "{lang}" in out.output

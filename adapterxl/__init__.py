@@ -7,7 +7,8 @@ evaluated zero-shot in every language of the task.
 
 __version__ = "0.1.0"
 
-from .config import DataConfig, RunConfig, TrainingConfig, load_runs  # noqa: E402
+from .config import DataConfig, FusionConfig, RunConfig, TrainingConfig, load_runs  # noqa: E402
+from .data import translate_task_data  # noqa: E402
 from .errors import AdapterXLError, ConfigError, DataError, StoreError  # noqa: E402
 from .pipeline import RunResult, evaluate_setup, retrieve, run, run_file  # noqa: E402
 from .store import AdapterStore, StoreEntry  # noqa: E402
@@ -19,6 +20,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "DataError",
+    "FusionConfig",
     "RunConfig",
     "RunResult",
     "StoreEntry",
@@ -33,4 +35,5 @@ __all__ = [
     "retrieve",
     "run",
     "run_file",
+    "translate_task_data",
 ]

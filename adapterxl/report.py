@@ -67,7 +67,7 @@ def result_lines(result) -> list[str]:
 def attention_table(attention: dict[str, dict[str, float]]) -> str:
     """Fusion attention per language: which adapter each language leans on (rows sum to 1)."""
     adapters = list(next(iter(attention.values())))
-    width = max(len(a) for a in adapters)
+    width = max(5, *(len(a) for a in adapters))
     lines = [
         "Fusion attention (mean over real tokens and layers):",
         "language  " + "  ".join(a.rjust(width) for a in adapters),

@@ -460,3 +460,29 @@ def test_translate_cli(tmp_path, nli_files):
     )  # fmt: skip
     assert out.exit_code == 0, out.output
     assert f"de: {tmp_path}/mnli/de/train.jsonl" in out.output and "{lang}" in out.output
+
+
+def test_cli_report_shows_task_shares_and_fusion_attention():
+    from types import SimpleNamespace
+
+    from adapterxl.report import result_lines
+
+    fused = SimpleNamespace(
+        name="f",
+        metrics={"en": {"accuracy": 50.0}, "de": {"accuracy": 40.0}},
+        summary={"metric": "accuracy"},
+        manifest={"fusion": {"attention": {"en": {"a": 0.25, "t": 0.75}, "de": {"a": 0.5, "t": 0.5}}}},
+    )
+    text = "\n".join(result_lines(fused))
+    assert "language      a      t" in text and "en        0.250  0.750" in text and "de        0.500  0.500" in text
+    multi = SimpleNamespace(
+        name="m",
+        metrics={"mnli": {"en": {"accuracy": 60.0}}, "mlm": {"de": {"accuracy": 10.0}}},
+        summary={"tasks": {"mnli": {"metric": "accuracy"}, "mlm": {"metric": "accuracy"}}},
+        manifest={
+            "tasks": ["mnli", "mlm"],
+            "sampling": {"probabilities": {"mnli": 0.8, "mlm": 0.2}, "shares_seen": {"mnli": 0.79, "mlm": 0.21}},
+        },
+    )
+    text = "\n".join(result_lines(multi))
+    assert "m/mnli" in text and "m/mlm" in text and "mnli 0.79 (p=0.80), mlm 0.21 (p=0.20)" in text

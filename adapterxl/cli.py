@@ -170,7 +170,7 @@ def evaluate(
     """Evaluate a stored adapter setup (or a fully fine-tuned model) zero-shot on TASK."""
     from .config import DataConfig, parse_override
     from .pipeline import evaluate_setup, write_json
-    from .report import results_table
+    from .report import attention_table, results_table
 
     files = {key: str(value) for key, value in (parse_override(d) for d in data_files)}
     data = DataConfig(
@@ -183,6 +183,8 @@ def evaluate(
     _quiet_libraries()
     result = evaluate_setup(task, adapter=adapter, model=model, store=store, data=data, batch_size=batch_size)
     click.echo(results_table({adapter or model: result["metrics"]}, result["summary"]["metric"]))
+    if result.get("fusion_attention"):
+        click.echo(attention_table(result["fusion_attention"]))
     if output:
         write_json(output, result)
         click.echo(f"Results: {output}")

@@ -485,8 +485,17 @@ def evaluate_setup(
     problem = task.family.check_head(backbone, head, task)
     if problem:
         raise ConfigError(f"cannot evaluate on {task.name!r}: {problem}")
-    metrics = evaluate_languages(backbone, tokenizer, task, datasets, data, batch_size, bf16)
-    return {
+    attention: dict[str, FusionAttention] = {}
+    fused = "Fuse[" in str(backbone.active_adapters)
+
+    def per_language(lang: str):
+        if fused:  # report which fused adapter each language leans on
+            attention[lang] = FusionAttention()
+            return attention[lang]
+        return None
+
+    metrics = evaluate_languages(backbone, tokenizer, task, datasets, data, batch_size, bf16, per_language=per_language)
+    result = {
         "task": task.name,
         "adapter": adapter,
         "model": model or entry.base_model,
@@ -494,6 +503,9 @@ def evaluate_setup(
         "metrics": metrics,
         "summary": summarize(metrics, task),
     }
+    if attention:
+        result["fusion_attention"] = {lang: obs.result() for lang, obs in attention.items()}
+    return result
 
 
 def retrieve(

@@ -220,6 +220,9 @@ def test_fusion_of_three_intermediates_trains_and_reports_attention_per_language
 
     again = evaluate_setup("xnli", "xnli-fused", store=str(store), data=DataConfig(**_xnli(nli_files)))
     assert again["metrics"] == result.metrics
+    assert set(again["fusion_attention"]) == set(attention)
+    for lang, weights in attention.items():  # the stored setup attends as the trained one did
+        assert again["fusion_attention"][lang] == pytest.approx(weights, abs=1e-6)
 
 
 @pytest.mark.parametrize("variant", ["sequential", "lora-add", "mad-x"])

@@ -508,9 +508,14 @@ def build_tiny_backbone(name: str, root: Path | None = None) -> Path:
     tokenizer = _train_tokenizer(arch)
     torch.manual_seed(0)
     model = AutoModel.from_config(_tiny_config(arch, tokenizer))
-    root.mkdir(parents=True, exist_ok=True)
-    # Build in a temporary folder and rename, so an interrupted build leaves no half model.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+    return _save_built(model, tokenizer, target)
+
+
+def _save_built(model, tokenizer, target: Path) -> Path:
+    """Save a built model + tokenizer to ``target`` through a temporary folder and a rename, so an
+    interrupted build leaves no half model."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -552,16 +557,4 @@ def build_tiny_translator(root: Path | None = None) -> Path:
         init_std=1.0,  # large random weights: varied (if meaningless) output tokens
     )
     torch.manual_seed(0)
-    model = BartForConditionalGeneration(config)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tiny-translator-", dir=root))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        os.replace(tmp, target)
-    except OSError:
-        if not (target / "config.json").is_file():
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return _save_built(BartForConditionalGeneration(config), tokenizer, target)

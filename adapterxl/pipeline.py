@@ -236,38 +236,18 @@ def run(config: RunConfig) -> RunResult:
 
     run_dir = config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    phases = {}
-    trained = phases["train"] = train(
-        model,
-        train_ds,
-        collator,
-        train_cfg,
-        config.mode,
-        run_dir / "trainer",
-        config.seed,
-        evaluate_dev,
-        "dev",
-        label_names,
-    )
-    if config.mode == "fuse":
-        start_fusion(
-            model, core, config.name, config.fusion.config, config.fusion.joint, train_language and train_language.name
-        )
+
+    def train_phase(**schedule):
+        return train(model, train_ds, collator, train_cfg, config.mode, run_dir / "trainer", config.seed,
+                     evaluate_dev, "dev", label_names, **schedule)  # fmt: skip
+
+    phases = {"train": train_phase()}
+    if config.mode == "fuse":  # the target adapter trained first; now the fusion layer
+        language = train_language and train_language.name
+        start_fusion(model, core, config.name, config.fusion.config, config.fusion.joint, language)
         params = count_parameters(model)
-        trained = phases["fusion"] = train(
-            model,
-            train_ds,
-            collator,
-            train_cfg,
-            config.mode,
-            run_dir / "trainer",
-            config.seed,
-            evaluate_dev,
-            "dev",
-            label_names,
-            learning_rate=config.fusion.learning_rate,
-            epochs=config.fusion.epochs,
-        )
+        phases["fusion"] = train_phase(learning_rate=config.fusion.learning_rate, epochs=config.fusion.epochs)
+    trained = phases[list(phases)[-1]]
 
     metrics, summary, fusion_attention, used_language = {}, {}, {}, {}
     for name, task in tasks.items():

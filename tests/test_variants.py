@@ -349,6 +349,12 @@ def test_multitask_run_shares_the_adapter_and_samples_as_configured(tmp_path, nl
     ]
     model, _ = load_backbone("tiny-xlmr")
     assert load_stored(model, entry) == "multi-mnli" and set(model.heads) == {"multi-mnli", "multi-mlm"}
+    # The stored adapter + NLI head score the same as at the end of the run.
+    from adapterxl import evaluate_setup
+
+    data = DataConfig(data_files=nli_files["mnli"], max_eval_examples=30, max_seq_length=64)
+    again = evaluate_setup("mnli", "multi", store=config["store"], data=data)
+    assert again["metrics"] == result.metrics["mnli"]
 
 
 def test_multitask_trainable_parameters_are_the_adapter_and_every_head():

@@ -75,7 +75,20 @@ def load_backbone(name: str):
             + "download the model where it is reachable and pass its local folder as model:, or use "
             f"a built-in tiny backbone ({', '.join(TINY_BACKBONES)}) for offline smoke runs"
         ) from exc
+    _set_aside_checkpoint_heads(model)
     return model, tokenizer
+
+
+def _set_aside_checkpoint_heads(model) -> None:
+    """``adapters`` turns a checkpoint's masked-LM head (XLM-R's Hub weights are a masked-LM model)
+    into a flexible head named ``default``. Heads always train, so it would join every run's
+    trainable parameters: remove it, and keep its weights for the MLM task's head to start from
+    (``pretrained_mlm_head``)."""
+    model.pretrained_mlm_head = None
+    head = model.heads["default"] if "default" in model.heads else None
+    if head is not None and head.config.get("head_type") == "masked_lm":  # heads of saved runs are kept
+        model.pretrained_mlm_head = {k: v.detach().clone() for k, v in head.state_dict().items()}
+        model.delete_head("default")
 
 
 def parse_adapter_config(text: str):

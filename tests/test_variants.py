@@ -495,3 +495,25 @@ def test_cli_report_shows_task_shares_and_fusion_attention():
     )
     text = "\n".join(result_lines(multi))
     assert "m/mnli" in text and "m/mlm" in text and "mnli 0.79 (p=0.80), mlm 0.21 (p=0.20)" in text
+
+
+def test_checkpoint_mlm_head_is_set_aside_and_starts_the_mlm_head(tmp_path):
+    """Real XLM-R checkpoints are masked-LM models: `adapters` makes their head a trainable flex head
+    'default'. It must not join other runs' trainable parameters; the MLM task's head starts from it."""
+    from transformers import AutoConfig, XLMRobertaForMaskedLM
+
+    backbone = build_tiny_backbone("tiny-xlmr")
+    torch.manual_seed(1)
+    checkpoint = XLMRobertaForMaskedLM(AutoConfig.from_pretrained(backbone))
+    checkpoint.save_pretrained(tmp_path / "ckpt")
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(backbone).save_pretrained(tmp_path / "ckpt")
+    model, _ = load_backbone(str(tmp_path / "ckpt"))
+    assert list(model.heads) == []
+    setup_mode(model, "adapter", "x", XNLI, "seq_bn", [])
+    assert not any(n.startswith("heads.default") for n, _ in model.named_parameters())
+    model, _ = load_backbone(str(tmp_path / "ckpt"))
+    setup_mode(model, "adapter", "lang", get_task("mlm"), "seq_bn_inv", [])
+    dense = model.heads["lang"][0].weight
+    assert torch.equal(dense, checkpoint.lm_head.dense.weight)

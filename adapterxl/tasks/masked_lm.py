@@ -100,7 +100,11 @@ class MaskedLMFamily:
         return MaskingCollator(tokenizer, self.label_names, label_pad=IGNORE)
 
     def add_head(self, model, name: str, task: Task) -> None:
+        """A masked-LM head, starting from the checkpoint's own MLM head when it had one."""
         model.add_masked_lm_head(name)
+        pretrained = getattr(model, "pretrained_mlm_head", None)
+        if pretrained:
+            model.heads[name].load_state_dict(pretrained)
 
     def check_head(self, model, name: str, task: Task) -> str | None:
         head_type = model.heads[name].config.get("head_type")

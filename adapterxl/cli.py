@@ -326,5 +326,57 @@ def store_list(root: str | None) -> None:
         )
 
 
+@store.command("show")
+@click.argument("name")
+@click.option("--store", "root", help="Adapter store folder.")
+@_friendly_errors
+def store_show(name: str, root: str | None) -> None:
+    """Show an entry: what it is, how it was trained, its scores; checks its files' sha256."""
+    from .config import default_store
+    from .store import AdapterStore
+
+    store_ = AdapterStore(root or default_store())
+    entry = store_.verify(name)
+    m = entry.manifest
+    size = sum(p.stat().st_size for p in entry.path.rglob("*") if p.is_file())
+    click.echo(f"{entry.name}  ({entry.path})")
+    for label, value in [
+        ("kind", m.get("kind")),
+        ("task", m.get("task")),
+        ("mode", m.get("mode")),
+        ("adapter config", m.get("adapter_config")),
+        ("composition", m.get("composition") or " -> ".join(m.get("setup") or [])),
+        ("base model", m.get("base_model")),
+        ("seed", m.get("seed")),
+        ("versions", ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items())),
+        ("files", f"{len(m.get('files', {}))} (sha256 verified), {size / 1e6:.2f} MB"),
+    ]:
+        click.echo(f"  {label:15} {value}")
+    metrics = m.get("metrics") or {}
+    summary = m.get("summary") or {}
+    if metrics and summary.get("metric") in next(iter(metrics.values()), {}):
+        from .report import results_table
+
+        click.echo(results_table({name: metrics}, summary["metric"]))
+
+
+@store.command("rm")
+@click.argument("name")
+@click.option("--store", "root", help="Adapter store folder.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_friendly_errors
+def store_rm(name: str, root: str | None, yes: bool) -> None:
+    """Delete an entry from the store."""
+    from .config import default_store
+    from .store import AdapterStore
+
+    store_ = AdapterStore(root or default_store())
+    entry = store_.get(name)
+    if not yes:
+        click.confirm(f"Delete {entry.path}?", abort=True)
+    store_.remove(name)
+    click.echo(f"Removed {name}")
+
+
 if __name__ == "__main__":
     main()

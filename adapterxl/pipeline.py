@@ -114,8 +114,8 @@ def preflight(config: RunConfig) -> Inputs:
     if config.mode != "full":
         parse_adapter_config(config.adapter)
         store.check_writable(config.name, config.overwrite)
-    intermediates = [store.get(name) for name in config.intermediate]
-    languages = {lang: store.get(name) for lang, name in config.language_adapters.items()}
+    intermediates = [store.verify(name) for name in config.intermediate]
+    languages = {lang: store.verify(name) for lang, name in config.language_adapters.items()}
     for entry in [*intermediates, *languages.values()]:
         check_compatible(entry, config.model)
     for lang, entry in languages.items():
@@ -425,7 +425,7 @@ def _stored_entry(adapter: str | None, model: str | None, store: str | None) -> 
 
     if adapter is None and model is None:
         raise ConfigError("name a stored adapter (--adapter NAME) or a model (--model ID_OR_PATH)")
-    entry = AdapterStore(store or default_store()).get(adapter) if adapter else None
+    entry = AdapterStore(store or default_store()).verify(adapter) if adapter else None
     if entry and model and model_identity(model) != model_identity(entry.base_model):
         raise StoreError(
             f"adapter {entry.name!r} was trained on base model {entry.base_model!r}, not {model!r}: "

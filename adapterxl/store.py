@@ -94,6 +94,34 @@ class AdapterStore:
     def entries(self) -> list[StoreEntry]:
         return [self.get(name) for name in self.names()]
 
+    def verify(self, name: str) -> StoreEntry:
+        """The entry ``name`` after checking every file against the sha256 sums of its manifest; a
+        changed, missing or unlisted weight file is a StoreError naming it."""
+        entry = self.get(name)
+        recorded = entry.manifest.get("files")
+        if not recorded:
+            raise StoreError(f"adapter {name!r} has no checksums in its manifest: it cannot be verified")
+        actual = {k: v for k, v in checksums(entry.path).items() if k not in (MANIFEST, CARD)}
+        for file, digest in recorded.items():
+            if file not in actual:
+                raise StoreError(f"adapter {name!r}: file {file!r} listed in its manifest is missing")
+            if actual[file] != digest:
+                raise StoreError(
+                    f"adapter {name!r}: checksum mismatch for {file!r} (the file changed after it was saved, "
+                    "or the download is damaged): retrain or pull it again"
+                )
+        extra = sorted(set(actual) - set(recorded))
+        if extra:
+            raise StoreError(f"adapter {name!r}: files {extra} are not in its manifest; remove them or save it again")
+        return entry
+
+    def remove(self, name: str) -> None:
+        """Delete entry ``name``: renamed out of sight first, so a crash never leaves half an entry."""
+        entry = self.get(name)
+        hidden = self.root / f".rm-{name}-{uuid.uuid4().hex[:8]}"
+        entry.path.rename(hidden)
+        shutil.rmtree(hidden, ignore_errors=True)
+
     def check_writable(self, name: str, overwrite: bool) -> None:
         """Raise before training when saving ``name`` would later fail."""
         if self.has(name) and not overwrite:
@@ -130,6 +158,8 @@ class AdapterStore:
         """Undo what a crash between the two renames of ``save`` left: put the old version back.
         (Abandoned ``.tmp-*`` folders are left alone: another process may be writing them; they
         are never listed or loaded.)"""
+        for hidden in self.root.glob(".rm-*"):  # a removal that crashed half-way: finish it
+            shutil.rmtree(hidden, ignore_errors=True)
         for hidden in self.root.glob(".old-*"):
             name = hidden.name[len(".old-") :].rsplit("-", 1)[0]
             if not (self.root / name).exists():

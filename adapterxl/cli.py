@@ -309,7 +309,7 @@ def store() -> None:
 @click.option("--store", "root", help="Adapter store folder.")
 @_friendly_errors
 def store_list(root: str | None) -> None:
-    """List the entries of the store: task, base model, method, composition, score."""
+    """List the entries of the store: task, base model, method, size, composition, score."""
     from .config import default_store
     from .store import AdapterStore
 
@@ -320,8 +320,9 @@ def store_list(root: str | None) -> None:
         m = e.manifest
         summary = m.get("summary", {})
         score = f"{summary.get('metric')} {summary.get('avg', float('nan')):.1f}" if summary else "-"
+        size = sum(p.stat().st_size for p in e.path.rglob("*") if p.is_file()) / 1e6
         click.echo(
-            f"{e.name:30} {m['task']:8} {m['base_model']:24} {m.get('adapter_config')!s:10} "
+            f"{e.name:30} {m['task']:8} {m['base_model']:24} {m.get('adapter_config')!s:10} {size:7.2f} MB  "
             f"{' -> '.join(m.get('setup') or [])}  {score}"
         )
 

@@ -59,6 +59,8 @@ def test_remove_deletes_the_entry_and_a_crashed_removal_is_finished(tmp_path):
 def test_store_show_and_rm_cli(tmp_path):
     make_entry(tmp_path, "inter", "tiny-xlmr")
     cli = CliRunner()
+    out = cli.invoke(main, ["store", "list", "--store", str(tmp_path)])
+    assert out.exit_code == 0 and out.output.startswith("inter ") and " MB " in out.output and "tiny-xlmr" in out.output
     out = cli.invoke(main, ["store", "show", "inter", "--store", str(tmp_path)])
     assert out.exit_code == 0, out.output
     assert "base model      tiny-xlmr" in out.output and "sha256 verified" in out.output

@@ -361,6 +361,25 @@ def store_show(name: str, root: str | None) -> None:
         click.echo(results_table({name: metrics}, summary["metric"]))
 
 
+@store.command("push")
+@click.argument("name")
+@click.option("--repo", "repo_id", required=True, help="Hub repo ORG_OR_USER/NAME (created if missing).")
+@click.option("--store", "root", help="Adapter store folder.")
+@click.option("--private", is_flag=True, help="Create the repo as private.")
+@click.option("--dry-run", type=click.Path(file_okay=False), help="Write the files that would be uploaded here.")
+@_friendly_errors
+def store_push(name: str, repo_id: str, root: str | None, private: bool, dry_run: str | None) -> None:
+    """Upload an entry to the Hugging Face Hub (token: your HF login or HF_TOKEN)."""
+    from .config import default_store
+    from .store import AdapterStore, push
+
+    files = push(AdapterStore(root or default_store()), name, repo_id, dry_run=dry_run, private=private)
+    verb = f"Would upload to {repo_id} (copied to {dry_run})" if dry_run else f"Uploaded to {repo_id}"
+    click.echo(f"{verb}: {len(files)} files")
+    for file in files:
+        click.echo(f"  {file}")
+
+
 @store.command("rm")
 @click.argument("name")
 @click.option("--store", "root", help="Adapter store folder.")

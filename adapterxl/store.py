@@ -253,3 +253,43 @@ model = AutoAdapterModel.from_pretrained("{manifest["base_model"]}")
 
 {footer}
 """
+
+
+def push(
+    store: AdapterStore,
+    name: str,
+    repo_id: str,
+    *,
+    dry_run: str | Path | None = None,
+    token: str | None = None,
+    private: bool = False,
+    revision: str | None = None,
+) -> list[str]:
+    """Upload entry ``name`` (its ``adapters`` files, manifest and model card) to the Hub repo
+    ``repo_id`` through ``huggingface_hub``; return the uploaded file paths.
+
+    The entry is verified against its checksums first. ``token``: None uses the usual Hugging Face
+    login or ``HF_TOKEN``; adapterxl never writes or prints it. ``dry_run``: copy exactly the files
+    that would be uploaded into that folder instead, and upload nothing.
+    """
+    entry = store.verify(name)
+    if "/" not in repo_id or repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise StoreError(f"repo id {repo_id!r} must be ORG_OR_USER/NAME, e.g. my-lab/xlmr-large-mnli-seq_bn")
+    files = sorted(p.relative_to(entry.path).as_posix() for p in entry.path.rglob("*") if p.is_file())
+    if dry_run is not None:
+        target = Path(dry_run)
+        if target.exists() and any(target.iterdir()):
+            raise StoreError(f"dry-run folder {str(target)!r} is not empty: give a new or empty folder")
+        shutil.copytree(entry.path, target, dirs_exist_ok=True)
+        return files
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    api.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(entry.path),
+        commit_message=f"adapterxl: upload {name}",
+        revision=revision,
+    )
+    return files

@@ -380,6 +380,24 @@ def store_push(name: str, repo_id: str, root: str | None, private: bool, dry_run
         click.echo(f"  {file}")
 
 
+@store.command("pull")
+@click.argument("repo_id")
+@click.option("--name", help="Store entry name (default: the repo's name).")
+@click.option("--store", "root", help="Adapter store folder.")
+@click.option("--revision", help="Branch, tag or commit of the repo.")
+@click.option("--trust-pickle", is_flag=True, help="Accept pickled .bin weights (they can run code when loaded).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing entry of that name.")
+@_friendly_errors
+def store_pull(repo_id, name, root, revision, trust_pickle, overwrite) -> None:
+    """Download an adapter or setup from the Hub (adapterxl or AdapterHub repos) into the store."""
+    from .config import default_store
+    from .store import AdapterStore, pull
+
+    entry = pull(AdapterStore(root or default_store()), repo_id, name, revision=revision,
+                 trust_pickle=trust_pickle, overwrite=overwrite)  # fmt: skip
+    click.echo(f"Pulled {repo_id} into {entry.path} ({entry.kind}, base model {entry.base_model})")
+
+
 @store.command("rm")
 @click.argument("name")
 @click.option("--store", "root", help="Adapter store folder.")

@@ -293,3 +293,95 @@ def push(
         revision=revision,
     )
     return files
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+def pull(
+    store: AdapterStore,
+    repo_id: str,
+    name: str | None = None,
+    *,
+    revision: str | None = None,
+    token: str | None = None,
+    trust_pickle: bool = False,
+    overwrite: bool = False,
+) -> StoreEntry:
+    """Download a Hub repo holding an ``adapters`` adapter or setup (pushed by adapterxl, or any
+    AdapterHub repo) into the store as entry ``name`` (default: the repo's name).
+
+    Pickled weights (``.bin``, ...) can run code when loaded: a repo with any is refused unless
+    ``trust_pickle``. A repo with an adapterxl manifest is checked against its sha256 sums; for
+    other repos a manifest is written from ``adapter_config.json`` (base model, method) and the
+    source. Nothing enters the store unless every check passes.
+    """
+    import tempfile
+
+    import huggingface_hub
+
+    name = check_name(name or repo_id.rstrip("/").split("/")[-1])
+    store.check_writable(name, overwrite)
+    with tempfile.TemporaryDirectory(prefix="adapterxl-pull-") as tmp:
+        local = Path(huggingface_hub.snapshot_download(repo_id, revision=revision, token=token, local_dir=tmp))
+        files = {
+            p.relative_to(local).as_posix(): p for p in local.rglob("*") if p.is_file() and ".cache" not in p.parts
+        }
+        pickled = sorted(f for f in files if f.endswith(PICKLE_SUFFIXES))
+        if pickled and not trust_pickle:
+            raise StoreError(
+                f"repo {repo_id!r} holds pickled weights {pickled}, which can run arbitrary code when loaded: "
+                "pull it only if you trust its author, with --trust-pickle (trust_pickle=True)"
+            )
+        manifest = _pulled_manifest(repo_id, revision, local, files)
+        card = files[CARD].read_text(encoding="utf-8") if CARD in files else f"# {name}\n\nPulled from {repo_id}.\n"
+
+        def write(folder: Path) -> None:
+            for rel, path in files.items():
+                if rel in (MANIFEST, CARD):
+                    continue
+                (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, folder / rel)
+
+        return store.save(name, write, manifest, card)
+
+
+def _pulled_manifest(repo_id: str, revision: str | None, local: Path, files: dict[str, Path]) -> dict:
+    source = {"repo": repo_id, "revision": revision}
+    if MANIFEST in files:
+        manifest = json.loads(files[MANIFEST].read_text(encoding="utf-8"))
+        recorded = manifest.get("files") or {}
+        actual = checksums(local)
+        bad = sorted(f for f, digest in recorded.items() if actual.get(f) != digest)
+        extra = sorted(set(files) - set(recorded) - {MANIFEST, CARD, ".gitattributes"})
+        if bad or extra:
+            raise StoreError(
+                f"repo {repo_id!r} does not match its manifest: "
+                + (f"checksum mismatch or missing for {bad}" if bad else f"files {extra} not in it")
+                + "; the upload is damaged or was changed after adapterxl pushed it"
+            )
+        return {**manifest, "source": source}
+    if "adapter_setup.json" in files:
+        kind = "setup"
+        configs = sorted(f for f in files if f.endswith("/adapter_config.json"))
+        config_path = files[configs[0]] if configs else None
+    elif "adapter_config.json" in files:
+        kind, config_path = "adapter", files["adapter_config.json"]
+    else:
+        raise StoreError(
+            f"repo {repo_id!r} holds no adapters files (adapter_config.json or adapter_setup.json): it is not an "
+            "`adapters` adapter (PEFT repos also use adapter_config.json, but inside a folder of their own format)"
+        )
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path else {}
+    if "model_name" not in config:
+        raise StoreError(
+            f"repo {repo_id!r}: adapter_config.json names no base model (model_name); is it a PEFT adapter?"
+        )
+    return {
+        "kind": kind,
+        "task": config.get("name", repo_id.split("/")[-1]),
+        "base_model": config["model_name"],
+        "adapter_config": (config.get("config") or {}).get("architecture") or "bottleneck",
+        "setup": None,
+        "source": source,
+    }

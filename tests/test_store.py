@@ -121,3 +121,85 @@ def test_push_goes_through_huggingface_hub_and_never_writes_the_token(tmp_path, 
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
+
+
+def _serve(monkeypatch, repos: dict, calls: list):
+    """Patch huggingface_hub.snapshot_download to 'download' from local folders (no network)."""
+    import shutil
+
+    import huggingface_hub
+
+    def snapshot_download(repo_id, revision=None, token=None, local_dir=None, **kwargs):
+        calls.append({"repo_id": repo_id, "revision": revision, "token": token})
+        shutil.copytree(repos[repo_id], local_dir, dirs_exist_ok=True)
+        return local_dir
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+
+
+def test_pull_round_trip_verifies_and_loads_to_identical_logits(tmp_path, monkeypatch):
+    import torch
+
+    from adapterxl.modeling import load_backbone, load_stored
+    from adapterxl.store import pull, push
+
+    make_entry(tmp_path / "a", "inter", "tiny-xlmr")
+    push(AdapterStore(tmp_path / "a"), "inter", "lab/inter", dry_run=tmp_path / "repo")
+    calls = []
+    _serve(monkeypatch, {"lab/inter": tmp_path / "repo"}, calls)
+    entry = pull(AdapterStore(tmp_path / "b"), "lab/inter", token=SECRET, revision="v1")
+    assert calls == [{"repo_id": "lab/inter", "revision": "v1", "token": SECRET}]
+    assert entry.name == "inter" and entry.manifest["source"] == {"repo": "lab/inter", "revision": "v1"}
+    AdapterStore(tmp_path / "b").verify("inter")
+    logits = []
+    for store in ("a", "b"):
+        model, tok = load_backbone("tiny-xlmr")
+        load_stored(model, AdapterStore(tmp_path / store).get("inter"))
+        model.eval()
+        logits.append(model(**tok(["the dog"], ["a cat"], return_tensors="pt")).logits)
+    assert torch.equal(*logits)
+    for path in tmp_path.rglob("*"):
+        assert not path.is_file() or SECRET.encode() not in path.read_bytes(), path
+    # A changed file in the repo is caught and nothing enters the store.
+    weights = tmp_path / "repo" / "adapter.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    with pytest.raises(StoreError, match=r"does not match its manifest: checksum mismatch .*adapter.safetensors"):
+        pull(AdapterStore(tmp_path / "c"), "lab/inter")
+    assert AdapterStore(tmp_path / "c").names() == []
+
+
+def test_pull_refuses_pickled_weights_unless_trusted(tmp_path, monkeypatch):
+    """An AdapterHub-style repo: the adapters library's default .bin files, no adapterxl manifest."""
+    from adapterxl.modeling import load_backbone, load_stored
+    from adapterxl.store import pull
+
+    model, _ = load_backbone("tiny-xlmr")
+    model.add_adapter("sst", config="seq_bn")
+    model.add_classification_head("sst", num_labels=2)
+    model.save_adapter(str(tmp_path / "hubrepo"), "sst")  # pickled pytorch_adapter.bin
+    _serve(monkeypatch, {"AdapterHub/tiny-sst": tmp_path / "hubrepo"}, [])
+    with pytest.raises(StoreError, match=r"pickled weights \['pytorch_adapter.bin', 'pytorch_model_head.bin'\]"):
+        pull(AdapterStore(tmp_path / "store"), "AdapterHub/tiny-sst")
+    assert AdapterStore(tmp_path / "store").names() == []
+    out = CliRunner().invoke(
+        main, ["store", "pull", "AdapterHub/tiny-sst", "--trust-pickle", "--store", str(tmp_path / "store")]
+    )
+    assert out.exit_code == 0, out.output
+    entry = AdapterStore(tmp_path / "store").verify("tiny-sst")
+    assert (
+        entry.kind == "adapter" and entry.manifest["task"] == "sst" and entry.manifest["adapter_config"] == "bottleneck"
+    )
+    fresh, _ = load_backbone("tiny-xlmr")
+    assert load_stored(fresh, entry) == "tiny-sst" and "tiny-sst" in fresh.adapters_config
+
+
+def test_pull_rejects_repos_that_hold_no_adapter(tmp_path, monkeypatch):
+    from adapterxl.store import pull
+
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "config.json").write_text("{}")
+    _serve(monkeypatch, {"x/model": tmp_path / "repo"}, [])
+    with pytest.raises(StoreError, match="holds no adapters files"):
+        pull(AdapterStore(tmp_path / "store"), "x/model")
+    with pytest.raises(Exception, match="invalid adapter name"):
+        pull(AdapterStore(tmp_path / "store"), "x/model", name="../up")

@@ -320,7 +320,7 @@ def store_list(root: str | None) -> None:
         m = e.manifest
         summary = m.get("summary", {})
         score = f"{summary.get('metric')} {summary.get('avg', float('nan')):.1f}" if summary else "-"
-        size = sum(p.stat().st_size for p in e.path.rglob("*") if p.is_file()) / 1e6
+        size = e.size / 1e6
         click.echo(
             f"{e.name:30} {m['task']:8} {m['base_model']:24} {m.get('adapter_config')!s:10} {size:7.2f} MB  "
             f"{' -> '.join(m.get('setup') or [])}  {score}"
@@ -339,7 +339,7 @@ def store_show(name: str, root: str | None) -> None:
     store_ = AdapterStore(root or default_store())
     entry = store_.verify(name)
     m = entry.manifest
-    size = sum(p.stat().st_size for p in entry.path.rglob("*") if p.is_file())
+    size = entry.size
     click.echo(f"{entry.name}  ({entry.path})")
     for label, value in [
         ("kind", m.get("kind")),

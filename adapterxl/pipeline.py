@@ -42,7 +42,7 @@ from .modeling import (
 )
 from .store import AdapterStore, StoreEntry, model_card
 from .tasks import Task, get_task
-from .training import TaskBatchCollator, multitask_batches, task_probabilities, train
+from .training import TaskBatchCollator, multitask_batches, train
 
 
 @dataclass
@@ -227,7 +227,7 @@ def run(config: RunConfig) -> RunResult:
         sampling = {
             "spec": config.sampling,
             "train_sizes": sizes,
-            "probabilities": task_probabilities(parse_sampling(config.sampling, config.tasks), sizes),
+            "probabilities": train_ds.probabilities,
             "batches_drawn": train_ds.counts,
         }
     else:

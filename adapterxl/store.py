@@ -49,6 +49,11 @@ class StoreEntry:
     def base_model(self) -> str:
         return self.manifest["base_model"]
 
+    @property
+    def size(self) -> int:
+        """Bytes on disk of every file of the entry."""
+        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+
 
 class AdapterStore:
     """A folder of store entries. Hidden folders (``.tmp-*``, ``.old-*``) are work in progress."""
@@ -101,18 +106,9 @@ class AdapterStore:
         recorded = entry.manifest.get("files")
         if not recorded:
             raise StoreError(f"adapter {name!r} has no checksums in its manifest: it cannot be verified")
-        actual = {k: v for k, v in checksums(entry.path).items() if k not in (MANIFEST, CARD)}
-        for file, digest in recorded.items():
-            if file not in actual:
-                raise StoreError(f"adapter {name!r}: file {file!r} listed in its manifest is missing")
-            if actual[file] != digest:
-                raise StoreError(
-                    f"adapter {name!r}: checksum mismatch for {file!r} (the file changed after it was saved, "
-                    "or the download is damaged): retrain or pull it again"
-                )
-        extra = sorted(set(actual) - set(recorded))
-        if extra:
-            raise StoreError(f"adapter {name!r}: files {extra} are not in its manifest; remove them or save it again")
+        problem = checksum_problem(recorded, checksums(entry.path), ignore={MANIFEST, CARD})
+        if problem:
+            raise StoreError(f"adapter {name!r}: {problem}; retrain it, pull it again, or remove the extra files")
         return entry
 
     def remove(self, name: str) -> None:
@@ -166,6 +162,18 @@ class AdapterStore:
                 hidden.rename(self.root / name)
             else:
                 shutil.rmtree(hidden, ignore_errors=True)
+
+
+def checksum_problem(recorded: dict[str, str], actual: dict[str, str], ignore=frozenset()) -> str | None:
+    """What differs between a manifest's sha256 sums and a folder's: a missing file, a changed one
+    (mismatch), or files the manifest does not list; None when they agree."""
+    for file, digest in recorded.items():
+        if file not in actual:
+            return f"file {file!r} listed in its manifest is missing"
+        if actual[file] != digest:
+            return f"checksum mismatch for {file!r} (the file changed after it was saved, or the download is damaged)"
+    extra = sorted(set(actual) - set(recorded) - set(ignore))
+    return f"files {extra} are not in its manifest" if extra else None
 
 
 def checksums(folder: Path) -> dict[str, str]:
@@ -350,15 +358,12 @@ def _pulled_manifest(repo_id: str, revision: str | None, local: Path, files: dic
     source = {"repo": repo_id, "revision": revision}
     if MANIFEST in files:
         manifest = json.loads(files[MANIFEST].read_text(encoding="utf-8"))
-        recorded = manifest.get("files") or {}
-        actual = checksums(local)
-        bad = sorted(f for f, digest in recorded.items() if actual.get(f) != digest)
-        extra = sorted(set(files) - set(recorded) - {MANIFEST, CARD, ".gitattributes"})
-        if bad or extra:
+        actual = {f: digest for f, digest in checksums(local).items() if f in files}  # not the download's .cache
+        problem = checksum_problem(manifest.get("files") or {}, actual, ignore={MANIFEST, CARD, ".gitattributes"})
+        if problem:
             raise StoreError(
-                f"repo {repo_id!r} does not match its manifest: "
-                + (f"checksum mismatch or missing for {bad}" if bad else f"files {extra} not in it")
-                + "; the upload is damaged or was changed after adapterxl pushed it"
+                f"repo {repo_id!r} does not match its manifest: {problem}; the upload is damaged or was changed "
+                "after adapterxl pushed it"
             )
         return {**manifest, "source": source}
     if "adapter_setup.json" in files:

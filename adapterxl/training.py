@@ -103,6 +103,7 @@ class TaskBatches(torch.utils.data.Dataset):
             self.items.append((task, orders[task][:batch_size]))
             orders[task] = orders[task][batch_size:]
         self.counts = {t: int((drawn == i).sum()) for i, t in enumerate(names)}
+        self.probabilities = dict(probabilities)
 
     def __len__(self) -> int:
         return len(self.items)

@@ -302,7 +302,7 @@ def tasks() -> None:
 
 @main.group()
 def store() -> None:
-    """Inspect the local adapter store."""
+    """The local adapter store, and sharing its entries on the Hugging Face Hub."""
 
 
 @store.command("list")
@@ -349,6 +349,7 @@ def store_show(name: str, root: str | None) -> None:
         ("composition", m.get("composition") or " -> ".join(m.get("setup") or [])),
         ("base model", m.get("base_model")),
         ("seed", m.get("seed")),
+        ("license", m.get("license")),
         ("versions", ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items())),
         ("files", f"{len(m.get('files', {}))} (sha256 verified), {size / 1e6:.2f} MB"),
     ]:

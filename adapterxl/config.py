@@ -119,6 +119,8 @@ class RunConfig:
       (size^(1/T)), or ``{task: weight}``; append ``, TASK=RATE`` to give a task a fixed share
       of the batches (``proportional, mlm=0.1``).
     - ``save_as``: the store entry (adapter modes) and run folder name; default derived.
+    - ``license``: the Hub license id written into the entry's model card (``mit``: XLM-R's own);
+      set it to your training data's terms where they are stricter (``cc-by-nc-4.0``, ``other``).
     """
 
     task: str | list[str]
@@ -137,6 +139,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     task_data: dict[str, DataConfig] = field(default_factory=dict)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    license: str = "mit"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -206,6 +209,11 @@ class RunConfig:
             )
         if self.mode == "full" and self.language_adapters:
             raise ConfigError("language_adapters need an adapter mode: full fine-tuning has no adapter stack")
+        if not isinstance(self.license, str) or not re.fullmatch(r"[a-z0-9][a-z0-9.+-]*", self.license):
+            raise ConfigError(
+                f"license {self.license!r} is not a Hub license id: use one like mit, apache-2.0, cc-by-4.0 "
+                "or other (lower case, see https://huggingface.co/docs/hub/repositories-licenses)"
+            )
         names = [*self.intermediate, *self.language_adapters.values(), *([self.save_as] if self.save_as else [])]
         for name in names:
             check_name(name)

@@ -304,6 +304,7 @@ def run(config: RunConfig) -> RunResult:
         "head": config.name,
         "heads": {head: task.name for head, task in heads.items()},
         "seed": config.seed,
+        "license": config.license,
         "config": config.to_dict(),
         "versions": versions(),
         "git_commit": git_commit(),

@@ -220,14 +220,18 @@ def model_card(manifest: dict) -> str:
     meta = {
         "library_name": "adapter-transformers",
         "base_model": manifest["base_model"],
+        "license": manifest.get("license", "mit"),
         "tags": [
             "adapter-transformers",
             "adapterxl",
             *[t.name for t in tasks],
             manifest.get("adapter_config") or "full",
         ],
-        "datasets": [s.path for t in tasks for s in (t.source, t.train_source, *t.extra_sources) if s],
+        "datasets": list(
+            dict.fromkeys(s.path for t in tasks for s in (t.source, t.train_source, *t.extra_sources) if s)
+        ),
         "language": languages,
+        "model-index": [{"name": manifest["name"], "results": _card_results(manifest, tasks)}],
     }
     composition = manifest.get("composition") or " -> ".join(manifest.get("setup") or [manifest["name"]])
     if manifest["kind"] == "adapter":
@@ -261,6 +265,33 @@ model = AutoAdapterModel.from_pretrained("{manifest["base_model"]}")
 
 {footer}
 """
+
+
+def _card_results(manifest: dict, tasks: list) -> list[dict]:
+    """The Hub's ``model-index`` results: one per task and language, every metric of that language."""
+    by_task = manifest.get("metrics", {})
+    if len(tasks) == 1:
+        by_task = {tasks[0].name: by_task}
+    results = []
+    for task in tasks:
+        source = task.source or task.train_source
+        for lang, scores in sorted(by_task.get(task.name, {}).items()):
+            dataset = {"name": f"{task.name} ({lang})", "type": source.path if source else task.name}
+            config = source.config_for(lang) if source else None
+            if config:
+                dataset["config"] = config
+            dataset["split"] = manifest.get("eval_split", "validation")
+            results.append(
+                {
+                    "task": {"type": task.family.hub_task, "name": task.name},
+                    "dataset": dataset,
+                    "metrics": [
+                        {"type": metric, "value": round(float(value), 4), "name": f"{metric} ({lang})"}
+                        for metric, value in scores.items()
+                    ],
+                }
+            )
+    return results
 
 
 def push(

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+import yaml
 from conftest import make_entry, run_config
 
 import adapterxl.pipeline as pipeline
@@ -145,6 +146,10 @@ def test_stack_run_writes_entry_manifest_and_evaluates_every_language(tmp_path, 
         assert hashlib.sha256((entry.path / rel).read_bytes()).hexdigest() == digest
     card = (entry.path / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: adapter-transformers\n") and "base_model: tiny-xlmr" in card
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert meta["license"] == "mit" and meta["language"] == ["de", "en", "fr", "zh"]
+    card_scores = {r["dataset"]["config"]: r["metrics"][0]["value"] for r in meta["model-index"][0]["results"]}
+    assert card_scores == {lang: round(m["accuracy"], 4) for lang, m in result.metrics.items()}
 
     # `adapterxl evaluate` on a subset of languages reproduces the run's own numbers.
     data = DataConfig(data_files=nli_files["xnli"], languages=["de", "zh"], max_seq_length=64)

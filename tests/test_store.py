@@ -203,3 +203,67 @@ def test_pull_rejects_repos_that_hold_no_adapter(tmp_path, monkeypatch):
         pull(AdapterStore(tmp_path / "store"), "x/model")
     with pytest.raises(Exception, match="invalid adapter name"):
         pull(AdapterStore(tmp_path / "store"), "x/model", name="../up")
+
+
+def _card_meta(card: str) -> dict:
+    import yaml
+
+    assert card.startswith("---\n")
+    return yaml.safe_load(card.split("---\n")[1])
+
+
+def test_model_card_metadata_lists_every_language_metric_and_the_license():
+    from adapterxl.store import model_card
+
+    manifest = {
+        "name": "panx-stack",
+        "task": "panx",
+        "kind": "setup",
+        "mode": "stack",
+        "adapter_config": "seq_bn",
+        "base_model": "xlm-roberta-large",
+        "license": "cc-by-4.0",
+        "seed": 1,
+        "setup": ["mnli", "panx-stack"],
+        "metrics": {"en": {"f1": 83.25}, "de": {"f1": 77.5}},
+        "summary": {"metric": "f1", "avg": 80.375, "avg_zero_shot": 77.5},
+    }
+    card = model_card(manifest)
+    meta = _card_meta(card)
+    assert meta["library_name"] == "adapter-transformers" and meta["base_model"] == "xlm-roberta-large"
+    assert meta["license"] == "cc-by-4.0" and meta["language"] == ["de", "en"]
+    assert meta["datasets"] == ["google/xtreme"] and "panx" in meta["tags"] and "seq_bn" in meta["tags"]
+    (entry,) = meta["model-index"]
+    assert entry["name"] == "panx-stack"
+    got = {r["dataset"]["config"]: r for r in entry["results"]}
+    assert set(got) == {"PAN-X.de", "PAN-X.en"}
+    assert got["PAN-X.de"]["task"] == {"type": "token-classification", "name": "panx"}
+    assert got["PAN-X.de"]["dataset"]["type"] == "google/xtreme" and got["PAN-X.de"]["dataset"]["split"] == "validation"
+    assert got["PAN-X.de"]["metrics"] == [{"type": "f1", "value": 77.5, "name": "f1 (de)"}]
+    assert "| de | 77.50 |" in card and "Average over languages: 80.38" in card
+
+    # Multi-task entries: results per task and language; each task's own dataset.
+    multi = {
+        **manifest,
+        "name": "mt",
+        "task": "mnli+squad",
+        "tasks": ["mnli", "squad"],
+        "mode": "adapter",
+        "metrics": {"mnli": {"en": {"accuracy": 80.0}}, "squad": {"en": {"f1": 85.0, "exact_match": 75.0}}},
+        "summary": {
+            "metric": "mean",
+            "avg": 82.5,
+            "tasks": {"mnli": {"metric": "accuracy", "avg": 80.0}, "squad": {"metric": "f1", "avg": 85.0}},
+        },
+    }
+    (entry,) = _card_meta(model_card(multi))["model-index"]
+    types = {r["task"]["name"]: (r["task"]["type"], [m["value"] for m in r["metrics"]]) for r in entry["results"]}
+    assert types == {"mnli": ("text-classification", [80.0]), "squad": ("question-answering", [85.0, 75.0])}
+
+
+@pytest.mark.parametrize("license", ["MIT", "", "cc by"])
+def test_a_license_that_is_no_hub_id_is_a_config_error(tmp_path, license):
+    from adapterxl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="Hub license id"):
+        RunConfig.from_dict(run_config(tmp_path, task="xnli", license=license))

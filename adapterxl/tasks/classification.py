@@ -54,6 +54,7 @@ def normalize_labels(ds: Dataset, task: Task, where: str, column: str = "label")
 
 class ClassificationFamily:
     name = "classification"
+    hub_task = "text-classification"  # the Hub's task type (model card metadata)
     main_metric = "accuracy"
     label_names = ("labels",)
     default_max_length = 128

@@ -66,6 +66,7 @@ class MaskingCollator(PaddingCollator):
 
 class MaskedLMFamily:
     name = "masked_lm"
+    hub_task = "fill-mask"  # the Hub's task type (model card metadata)
     main_metric = "accuracy"
     label_names = ("labels",)
     default_max_length = 128

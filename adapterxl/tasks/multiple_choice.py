@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 class MultipleChoiceFamily:
     name = "multiple_choice"
+    hub_task = "multiple-choice"  # the Hub's task type (model card metadata)
     main_metric = "accuracy"
     label_names = ("labels",)
     default_max_length = 128

@@ -33,6 +33,7 @@ NO_OFFSET = (-1, -1)  # tokens outside the context
 
 class QAFamily:
     name = "qa"
+    hub_task = "question-answering"  # the Hub's task type (model card metadata)
     main_metric = "f1"
     label_names = ("start_positions", "end_positions")
     head_type = "question_answering"

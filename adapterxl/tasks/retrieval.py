@@ -34,6 +34,7 @@ BUCC_SPLITS = {"validation": "sample", "test": "training"}  # BUCC's names (XTRE
 
 class RetrievalFamily:
     name = "retrieval"
+    hub_task = "sentence-similarity"  # the Hub's task type (model card metadata)
     main_metric = "accuracy"
     has_labels = False
     default_max_length = 512

@@ -29,6 +29,7 @@ IGNORE = -100
 
 class TaggingFamily:
     name = "tagging"
+    hub_task = "token-classification"  # the Hub's task type (model card metadata)
     main_metric = "f1"
     label_names = ("labels",)
     default_max_length = 128

@@ -79,6 +79,7 @@ class TrainingConfig:
     bf16: str | bool = "auto"  # "auto": on when a bf16-capable GPU is present
     group_by_length: bool = True
     logging_steps: int = 50
+    save_steps: int | None = None  # keep a checkpoint every N steps; a rerun continues from the last
 
     def resolved_learning_rate(self, mode: str) -> float:
         if self.learning_rate is not None:
@@ -255,6 +256,7 @@ class RunConfig:
             "training.batch_size": self.training.batch_size,
             "training.eval_batch_size": self.training.eval_batch_size,
             "training.gradient_accumulation_steps": self.training.gradient_accumulation_steps,
+            "training.save_steps": self.training.save_steps or 1,
         }
         for key, value in positive.items():
             if value <= 0:

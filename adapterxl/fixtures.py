@@ -506,8 +506,9 @@ def build_tiny_backbone(name: str, root: Path | None = None) -> Path:
 
     arch = TINY_BACKBONES[name]
     tokenizer = _train_tokenizer(arch)
-    torch.manual_seed(0)
-    model = AutoModel.from_config(_tiny_config(arch, tokenizer))
+    with torch.random.fork_rng(devices=[]):  # building must not move the caller's random state
+        torch.manual_seed(0)
+        model = AutoModel.from_config(_tiny_config(arch, tokenizer))
     return _save_built(model, tokenizer, target)
 
 

@@ -42,6 +42,7 @@ from .modeling import (
 )
 from .store import AdapterStore, StoreEntry, model_card
 from .tasks import Task, get_task
+from .tasks.common import token_count
 from .training import TaskBatchCollator, multitask_batches, train
 
 
@@ -235,18 +236,18 @@ def run(config: RunConfig) -> RunResult:
     label_names = tuple(dict.fromkeys(n for t in tasks.values() for n in t.family.label_names))
 
     run_dir = config.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer_dir = _trainer_dir(config)
 
-    def train_phase(**schedule):
-        return train(model, train_ds, collator, train_cfg, config.mode, run_dir / "trainer", config.seed,
+    def train_phase(phase: str, **schedule):
+        return train(model, train_ds, collator, train_cfg, config.mode, trainer_dir / phase, config.seed,
                      evaluate_dev, "dev", label_names, **schedule)  # fmt: skip
 
-    phases = {"train": train_phase()}
+    phases = {"train": train_phase("train")}
     if config.mode == "fuse":  # the target adapter trained first; now the fusion layer
         language = train_language and train_language.name
         start_fusion(model, core, config.name, config.fusion.config, config.fusion.joint, language)
         params = count_parameters(model)
-        phases["fusion"] = train_phase(learning_rate=config.fusion.learning_rate, epochs=config.fusion.epochs)
+        phases["fusion"] = train_phase("fusion", learning_rate=config.fusion.learning_rate, epochs=config.fusion.epochs)
     trained = phases[list(phases)[-1]]
 
     metrics, summary, fusion_attention, used_language = {}, {}, {}, {}
@@ -323,6 +324,14 @@ def run(config: RunConfig) -> RunResult:
         "metrics": metrics,
         "summary": summary,
         "train_seconds": round(sum(p.seconds for p in phases.values()), 2),
+        # Tokens seen in training (steps x examples per step x mean tokens per example; no padding).
+        "train_tokens": int(
+            sum(p.steps for p in phases.values())
+            * train_cfg.batch_size
+            * train_cfg.gradient_accumulation_steps
+            * sum(token_count(enc[0]) for enc in encoded.values())
+            / max(1, sum(len(enc[0]) for enc in encoded.values()))
+        ),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if config.mode == "fuse":
@@ -332,6 +341,9 @@ def run(config: RunConfig) -> RunResult:
         }
     if config.mode == "sequential":
         manifest["initialized_from"] = inputs.intermediates[0].name
+    resumed = {k: p.resumed_from for k, p in phases.items() if p.resumed_from is not None}
+    if resumed:
+        manifest["resumed_from_step"] = resumed
     if sampling:
         seen = collator.seen
         manifest["sampling"] = {**sampling, "batches_seen": seen, "shares_seen": _shares(seen)}
@@ -353,8 +365,23 @@ def run(config: RunConfig) -> RunResult:
     manifest["wall_seconds"] = round(time.perf_counter() - started, 2)
     dump_runs([config], run_dir / "config.yaml")
     write_json(run_dir / "manifest.json", manifest)
+    shutil.rmtree(trainer_dir, ignore_errors=True)  # checkpoints are only for continuing this run
     result.manifest = manifest
     return result
+
+
+def _trainer_dir(config: RunConfig) -> Path:
+    """The run's scratch folder for Trainer checkpoints (``training.save_steps``). Checkpoints left
+    by an interrupted run of the *same* config are kept (training continues from them); those of
+    another config are removed."""
+    trainer_dir = config.run_dir / "trainer"
+    stamp = trainer_dir / "config.json"
+    spec = json.dumps({k: v for k, v in config.to_dict().items() if k != "overwrite"}, sort_keys=True)
+    if trainer_dir.is_dir() and (not stamp.is_file() or stamp.read_text(encoding="utf-8") != spec):
+        shutil.rmtree(trainer_dir)
+    trainer_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(spec, encoding="utf-8")
+    return trainer_dir
 
 
 def _shares(counts: dict[str, int]) -> dict[str, float]:

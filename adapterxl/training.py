@@ -8,8 +8,10 @@ restored at the end. Nothing about the target languages is seen during training.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,6 +29,7 @@ class TrainResult:
     steps: int
     seconds: float
     history: list[dict] = field(default_factory=list)
+    resumed_from: int | None = None  # the checkpoint step training continued from
 
 
 def use_bf16(setting: str | bool) -> bool:
@@ -34,6 +37,10 @@ def use_bf16(setting: str | bool) -> bool:
     if setting == "auto":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     return bool(setting)
+
+
+SELECTION_STATE = "adapterxl_selection.json"
+SELECTION_WEIGHTS = "adapterxl_best.safetensors"
 
 
 class DevSelection(TrainerCallback):
@@ -75,6 +82,29 @@ class DevSelection(TrainerCallback):
             if control is not None and self.patience is not None and self.bad_evals >= self.patience:
                 control.should_training_stop = True
 
+    def on_save(self, args, state, control, **kwargs):
+        """Save the selection state next to the Trainer's checkpoint, so a resumed run keeps it."""
+        from safetensors.torch import save_file
+
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if not folder.is_dir():
+            return
+        keys = ("best", "best_step", "bad_evals", "last_step", "history")
+        (folder / SELECTION_STATE).write_text(json.dumps({k: getattr(self, k) for k in keys}), encoding="utf-8")
+        if self.snapshot is not None:
+            save_file({k: v.contiguous() for k, v in self.snapshot.items()}, str(folder / SELECTION_WEIGHTS))
+
+    def load(self, checkpoint: str | Path) -> None:
+        """Continue from the state :meth:`on_save` wrote into ``checkpoint``."""
+        from safetensors.torch import load_file
+
+        folder = Path(checkpoint)
+        state = json.loads((folder / SELECTION_STATE).read_text(encoding="utf-8"))
+        for key, value in state.items():
+            setattr(self, key, value)
+        weights = folder / SELECTION_WEIGHTS
+        self.snapshot = load_file(str(weights)) if weights.is_file() else None
+
     def restore(self, model) -> None:
         if self.snapshot is None:
             return
@@ -82,6 +112,43 @@ class DevSelection(TrainerCallback):
         with torch.no_grad():
             for name, value in self.snapshot.items():
                 params[name].copy_(value)
+
+
+class SeededLengthGroupedSampler(torch.utils.data.Sampler):
+    """transformers' length-grouped order, drawn from ``seed + epoch`` instead of the global random
+    state: the order of every epoch is the same whether a run started fresh or continued from a
+    checkpoint (accelerate calls ``set_epoch``)."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int):
+        self.lengths, self.batch_size, self.seed, self.epoch = list(lengths), batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+
+def _seeded(trainer_cls):
+    """``trainer_cls`` with :class:`SeededLengthGroupedSampler` for length-grouped training."""
+
+    class Seeded(trainer_cls):
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = self.train_dataset if train_dataset is None else train_dataset
+            lengths = self.args.length_column_name
+            if self.args.group_by_length and hasattr(dataset, "column_names") and lengths in dataset.column_names:
+                batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+                return SeededLengthGroupedSampler(dataset[lengths], batch, self.args.data_seed or self.args.seed)
+            return super()._get_train_sampler(train_dataset)
+
+    Seeded.__name__ = Seeded.__qualname__ = f"Seeded{trainer_cls.__name__}"
+    return Seeded
 
 
 class TaskBatches(torch.utils.data.Dataset):
@@ -175,7 +242,11 @@ def train(
 ) -> TrainResult:
     """Train ``model`` (already set up by :func:`adapterxl.modeling.setup_mode`) on the encoded
     ``train_ds`` (or a :class:`TaskBatches` of a multi-task run); ``evaluate_dev(model) -> {metric:
-    value}`` scores the English dev set. The best weights by ``metric`` are left in ``model``."""
+    value}`` scores the English dev set. The best weights by ``metric`` are left in ``model``.
+
+    With ``cfg.save_steps``, a checkpoint (weights, optimizer, scheduler, RNG and the dev-selection
+    state) is kept in ``output_dir`` every that many steps, and training continues from the last
+    one found there."""
     from adapters import AdapterTrainer
     from transformers import Trainer, TrainingArguments
 
@@ -192,7 +263,9 @@ def train(
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm,
         eval_strategy="no",  # DevSelection scores the dev set with the run's own evaluator
-        save_strategy="no",
+        save_strategy="steps" if cfg.save_steps else "no",
+        save_steps=cfg.save_steps or 500,
+        save_total_limit=1,
         logging_strategy="steps",
         logging_steps=cfg.logging_steps,
         report_to=[],
@@ -207,10 +280,19 @@ def train(
         dataloader_pin_memory=torch.cuda.is_available(),
     )
     selection = DevSelection(evaluate_dev, metric, cfg.eval_steps, cfg.early_stopping_patience)
-    trainer_cls = Trainer if mode == "full" else AdapterTrainer
+    checkpoint = None
+    if cfg.save_steps and Path(output_dir).is_dir():
+        from transformers.trainer_utils import get_last_checkpoint
+
+        checkpoint = get_last_checkpoint(str(output_dir))
+        if checkpoint and (Path(checkpoint) / SELECTION_STATE).is_file():
+            selection.load(checkpoint)
+        else:
+            checkpoint = None
+    trainer_cls = _seeded(Trainer if mode == "full" else AdapterTrainer)
     trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, data_collator=collator, callbacks=[selection])
     start = time.perf_counter()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=checkpoint)
     selection.score(model, trainer.state)  # the last step, unless it was just scored
     selection.restore(model)
     model.eval()
@@ -221,4 +303,5 @@ def train(
         steps=trainer.state.global_step,
         seconds=time.perf_counter() - start,
         history=sorted(selection.history + losses, key=lambda h: h["step"]),
+        resumed_from=int(Path(checkpoint).name.split("-")[-1]) if checkpoint else None,
     )

@@ -42,6 +42,15 @@ class PaddingCollator:
         return dict(batch)
 
 
+def token_count(encoded) -> int:
+    """Tokens of an encoded dataset (after truncation, without padding); multiple choice counts
+    every choice's sequence."""
+    ids = encoded["input_ids"]
+    if len(ids) and len(ids[0]) and isinstance(ids[0][0], list):
+        return sum(len(choice) for row in ids for choice in row)
+    return sum(len(row) for row in ids)
+
+
 def valid_lengths(batch: dict) -> np.ndarray:
     """Number of real (non-pad) tokens per row of a padded batch."""
     return batch["attention_mask"].sum(-1).cpu().numpy()

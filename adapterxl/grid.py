@@ -1,0 +1,543 @@
+"""Experiment grids: intermediate task x target task x mode x seed (x backbone, x data size), from one
+YAML file, resumable, with failures isolated.
+
+A grid file names its axes; :func:`load_grid` expands them into *jobs*, each one
+:class:`~adapterxl.config.RunConfig` (or one retrieval evaluation) with the jobs it needs:
+
+- an **intermediate** job per backbone x intermediate variant x data size, trained once (seed
+  ``intermediate_seed``) as an adapter (for modes stack / fuse / sequential) and / or fully
+  fine-tuned (for mode full), and reused from the store by every target;
+- a **target** job per backbone x target x seed x mode x intermediate (fuse: all intermediates at
+  once), plus the no-intermediate **baselines** (``adapter``, ``full``);
+- a **retrieval** job per backbone x retrieval task x intermediate (and the plain backbone).
+
+Every finished job writes ``<results_dir>/jobs/<id>.json`` atomically; that file is the only
+record of "done", so a grid killed at any moment and started again redoes no finished job. A job
+that raises is recorded in ``jobs/<id>.error.json`` (with its traceback) and the grid goes on;
+jobs that need it are skipped as blocked; ``retry_failed`` runs them again. Long trainings keep
+checkpoints (``training.save_steps``) and continue from the last one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import NAME_PATTERN, DataConfig, RunConfig, _build, _merge, _suggest
+from .errors import ConfigError
+
+GRID_KEYS = {
+    "grid": "name of the grid (prefix of its store entries)",
+    "results_dir": "where results, runs and logs go (default results/<grid>)",
+    "defaults": "RunConfig fields for every run",
+    "models": "backbones (default: defaults.model)",
+    "intermediates": "intermediate tasks: a list of task names, or {label: run fields}",
+    "targets": "target tasks: a list of task names, or {label: run fields}",
+    "modes": "how targets use intermediates: stack, fuse, sequential, full",
+    "baselines": "targets without intermediate: adapter, full (default: one per kind of mode)",
+    "seeds": "target-task seeds",
+    "intermediate_seed": "seed of the intermediate trainings (default: the first seed)",
+    "intermediate_sizes": "intermediate training-set sizes (null: all), the data-size axis",
+    "retrieval": "retrieval tasks evaluated off every intermediate: a list, or {task: options}",
+    "throughput": "training tokens per second by kind (adapter, full) for plan estimates",
+}
+GRID_MODES = ("stack", "fuse", "sequential", "full")
+BASELINES = ("adapter", "full")
+RETRIEVAL_OPTIONS = ("data", "layer", "batch_size", "direction", "bucc_dir")
+EVAL_SPEEDUP = 3.0  # a forward pass costs about a third of forward + backward
+
+
+@dataclass
+class Job:
+    """One unit of a grid: a training run (``config``) or a retrieval evaluation (``retrieval``)."""
+
+    id: str
+    kind: str  # intermediate | target | retrieval
+    backbone: str  # the grid's model id (a full-mode target's config.model is its intermediate's folder)
+    labels: dict[str, Any]  # model, intermediate, target, mode, seed, size: what the report groups by
+    needs: list[str] = field(default_factory=list)
+    config: RunConfig | None = None
+    retrieval: dict[str, Any] | None = None  # arguments of adapterxl.retrieve; "adapter_of" / "model_of": job ids
+
+    def describe(self) -> dict:
+        """What defines the job's result; a finished job whose description changed is stale."""
+        if self.config is not None:
+            spec = self.config.to_dict()
+            spec.pop("overwrite", None)
+            return spec
+        return dict(self.retrieval or {})
+
+
+@dataclass
+class Grid:
+    name: str
+    results_dir: Path
+    jobs: list[Job]
+    throughput: dict[str, float]
+    source: dict = field(default_factory=dict, repr=False)
+
+    def job(self, job_id: str) -> Job:
+        return next(j for j in self.jobs if j.id == job_id)
+
+    # -- state on disk -----------------------------------------------------------------------------
+
+    def result_path(self, job: Job) -> Path:
+        return self.results_dir / "jobs" / f"{job.id}.json"
+
+    def error_path(self, job: Job) -> Path:
+        return self.results_dir / "jobs" / f"{job.id}.error.json"
+
+    def status(self, job: Job) -> str:
+        """``done``, ``failed`` or ``pending``."""
+        if self.result_path(job).is_file():
+            return "done"
+        if self.error_path(job).is_file():
+            return "failed"
+        return "pending"
+
+    def results(self) -> dict[str, dict]:
+        """Every finished job's record, by job id."""
+        return {j.id: _read(self.result_path(j)) for j in self.jobs if self.result_path(j).is_file()}
+
+    def stale(self) -> dict[str, list[str]]:
+        """Finished jobs whose grid entry has changed since: {job id: changed keys}."""
+        out = {}
+        for job in self.jobs:
+            path = self.result_path(job)
+            if path.is_file():
+                old = _read(path).get("spec", {})
+                new = json.loads(json.dumps(job.describe()))
+                changed = _diff(old, new)
+                if changed:
+                    out[job.id] = changed
+        return out
+
+
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new))
+        return [d for k in keys for d in _diff(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+def model_label(model: str) -> str:
+    """A short, file-safe label of a backbone: its Hub name without the organisation."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", str(model).rstrip("/").split("/")[-1]).strip("-") or "model"
+
+
+def _store_name(grid: str, job_id: str) -> str:
+    name = f"{grid}--{job_id}"
+    if len(name) > 100:  # store names are at most 100 characters: keep them unique with a hash
+        name = f"{name[:87]}-{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+    return name
+
+
+def _variants(value: Any, key: str, where: str) -> dict[str, dict]:
+    """``[mnli, squad]`` or ``{label: {task: ..., other run fields}}`` -> {label: run fields}."""
+    if value is None:
+        return {}
+    if isinstance(value, list):
+        value = {str(v): {"task": v} for v in value}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {key} must be a list of task names or a mapping {{label: run fields}}")
+    out = {}
+    for label, spec in value.items():
+        spec = {"task": label} if spec is None else spec
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where}: {key}.{label} must be a mapping of run fields (task, data, training, ...)")
+        if not NAME_PATTERN.match(str(label)) or "--" in str(label):
+            raise ConfigError(f"{where}: {key} label {label!r}: use letters, digits, '_' and single '-' only")
+        bad = [k for k in ("mode", "intermediate", "seed", "save_as", "output_dir", "model") if k in spec]
+        if bad:
+            raise ConfigError(
+                f"{where}: {key}.{label} sets {bad}, which the grid decides (its axes models, modes, seeds): "
+                "remove them, or put them in the grid's own keys"
+            )
+        out[str(label)] = {"task": label, **spec}
+    return out
+
+
+def _list(value: Any, key: str, where: str, default: list) -> list:
+    if value is None:
+        return list(default)
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where}: {key} must be a non-empty list, got {value!r}")
+    return value
+
+
+def parse_grid(data: Any, where: str = "grid") -> Grid:
+    """Expand a grid document into jobs; every run config is validated here, before anything runs."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: a grid file is a mapping with keys {sorted(GRID_KEYS)}")
+    unknown = [k for k in data if k not in GRID_KEYS]
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {unknown[0]!r}{_suggest(unknown[0], GRID_KEYS)}; grid keys: {sorted(GRID_KEYS)}"
+        )
+    name = data.get("grid")
+    if not isinstance(name, str) or not NAME_PATTERN.match(name) or "--" in name:
+        raise ConfigError(f"{where}: grid: give the grid a name of letters, digits, '_' and '-' (got {name!r})")
+    defaults = data.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{where}: defaults must be a mapping of run fields")
+    for key in ("mode", "intermediate", "seed", "save_as", "output_dir", "task"):
+        if key in defaults:
+            raise ConfigError(f"{where}: defaults.{key} is decided by the grid's axes: remove it")
+    models = _list(data.get("models"), "models", where, [defaults.get("model", "xlm-roberta-large")])
+    intermediates = _variants(data.get("intermediates"), "intermediates", where)
+    targets = _variants(data.get("targets"), "targets", where)
+    if not targets and not data.get("retrieval"):
+        raise ConfigError(f"{where}: list at least one target task (targets: [xnli, ...]) or retrieval task")
+    if data.get("modes") and not intermediates:
+        raise ConfigError(f"{where}: modes {data['modes']} need intermediates to build on: add intermediates")
+    modes = _list(data.get("modes"), "modes", where, ["stack"]) if intermediates else []
+    bad = [m for m in modes if m not in GRID_MODES]
+    if bad:
+        raise ConfigError(
+            f"{where}: modes {bad} are not grid modes{_suggest(bad[0], GRID_MODES)}; choose from {list(GRID_MODES)} "
+            f"(the no-intermediate runs are baselines: {list(BASELINES)})"
+        )
+    default_baselines = (["adapter"] if not modes or set(modes) - {"full"} else []) + (
+        ["full"] if "full" in modes else []
+    )
+    baselines = data.get("baselines", default_baselines if targets else [])
+    if not isinstance(baselines, list) or any(b not in BASELINES for b in baselines):
+        raise ConfigError(f"{where}: baselines must be a list of {list(BASELINES)}, got {baselines!r}")
+    seeds = _list(data.get("seeds"), "seeds", where, [42])
+    if any(not isinstance(s, int) or isinstance(s, bool) for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{where}: seeds must be distinct integers, got {seeds}")
+    inter_seed = data.get("intermediate_seed", seeds[0])
+    sizes = _list(data.get("intermediate_sizes"), "intermediate_sizes", where, [None])
+    if any(s is not None and (not isinstance(s, int) or s <= 0) for s in sizes):
+        raise ConfigError(f"{where}: intermediate_sizes must be positive integers or null (all), got {sizes}")
+    retrieval = data.get("retrieval") or {}
+    if isinstance(retrieval, list):
+        retrieval = {t: {} for t in retrieval}
+    if not isinstance(retrieval, dict):
+        raise ConfigError(f"{where}: retrieval must be a list of tasks or {{task: options}}")
+    for task, options in retrieval.items():
+        if task not in ("tatoeba", "bucc2018", "flores"):
+            raise ConfigError(f"{where}: retrieval task {task!r} is not one of tatoeba, bucc2018, flores")
+        bad_options = [k for k in (options or {}) if k not in RETRIEVAL_OPTIONS]
+        if bad_options:
+            raise ConfigError(f"{where}: retrieval.{task} options {bad_options} unknown; use {list(RETRIEVAL_OPTIONS)}")
+        if (options or {}).get("data") is not None:
+            _build(DataConfig, options["data"], f"{where}: retrieval.{task}.data")
+    throughput = data.get("throughput") or {}
+    if not isinstance(throughput, dict) or any(k not in BASELINES or not v > 0 for k, v in throughput.items()):
+        raise ConfigError(f"{where}: throughput maps adapter / full to training tokens per second, got {throughput!r}")
+    results_dir = Path(data.get("results_dir") or Path("results") / name)
+
+    jobs: list[Job] = []
+
+    def run_config(job_id: str, fields: dict, label: str) -> RunConfig:
+        fields = {
+            **fields,
+            "save_as": _store_name(name, job_id),
+            "output_dir": str(results_dir / "runs" / job_id),
+            "overwrite": True,  # the grid owns its entries; jobs/<id>.json says what is finished
+        }
+        return RunConfig.from_dict(fields, f"{where}: {label}")
+
+    adapter_modes = [m for m in modes if m != "full"]
+    for model in models:
+        m_label = model_label(model)
+        base = _merge(defaults, {"model": model})
+        inter_jobs: dict[tuple[str, Any, str], Job] = {}
+        for i_label, spec in intermediates.items():
+            for size in sizes:
+                sized = _merge(spec, {"data": {"max_train_examples": size}}) if size is not None else spec
+                suffix = "" if size is None else f"--n{size}"
+                for kind in (["adapter"] if adapter_modes else []) + (["full"] if "full" in modes else []):
+                    job_id = f"{m_label}--{i_label}{suffix}--{kind}"
+                    fields = _merge(base, {**sized, "mode": kind, "seed": inter_seed})
+                    labels = {"model": m_label, "intermediate": i_label, "size": size, "mode": kind}
+                    job = Job(
+                        job_id,
+                        "intermediate",
+                        model,
+                        labels,
+                        config=run_config(job_id, fields, f"intermediates.{i_label}"),
+                    )
+                    inter_jobs[(i_label, size, kind)] = job
+                    jobs.append(job)
+        for t_label, spec in targets.items():
+            for seed in seeds:
+                target = _merge(base, {**spec, "seed": seed})
+                for b in baselines:
+                    job_id = f"{m_label}--{t_label}--{b}--s{seed}"
+                    labels = {"model": m_label, "target": t_label, "mode": b, "intermediate": None, "seed": seed,
+                              "size": None, "baseline": True}  # fmt: skip
+                    fields = _merge(target, {"mode": b})
+                    jobs.append(
+                        Job(job_id, "target", model, labels, config=run_config(job_id, fields, f"targets.{t_label}"))
+                    )
+                for size in sizes:
+                    suffix = "" if size is None else f"--n{size}"
+                    for mode in modes:
+                        kind = "full" if mode == "full" else "adapter"
+                        groups = [list(intermediates)] if mode == "fuse" else [[i] for i in intermediates]
+                        for group in groups:
+                            needed = [inter_jobs[(i, size, kind)] for i in group]
+                            on = "fusion" if mode == "fuse" else group[0]
+                            job_id = f"{m_label}--{t_label}--{mode}--on-{on}{suffix}--s{seed}"
+                            if mode == "full":  # full fine-tuning continues from the intermediate's weights
+                                inter_dir = Path(needed[0].config.run_dir) / "model"
+                                fields = _merge(target, {"mode": "full", "model": str(inter_dir)})
+                            else:
+                                fields = _merge(target, {"mode": mode, "intermediate": [j.config.name for j in needed]})
+                            labels = {"model": m_label, "target": t_label, "mode": mode, "intermediate": on,
+                                      "seed": seed, "size": size, "baseline": False}  # fmt: skip
+                            config = run_config(job_id, fields, f"targets.{t_label}")
+                            jobs.append(Job(job_id, "target", model, labels, [j.id for j in needed], config=config))
+        for task, options in retrieval.items():
+            sources: list[tuple[str, Any, Job | None]] = [("none", None, None)]
+            sources += [(i, size, job) for (i, size, _kind), job in inter_jobs.items()]
+            for i_label, size, job in sources:
+                kind = job.labels["mode"] if job else "base"
+                suffix = "" if size is None else f"--n{size}"
+                job_id = f"{m_label}--{task}--{i_label}{suffix}--{kind}"
+                args = {"task_name": task, "store": base.get("store"), **(options or {})}
+                if job is None:
+                    args["model"] = model
+                elif kind == "full":
+                    args["model"] = str(Path(job.config.run_dir) / "model")
+                else:
+                    args["adapter"] = job.config.name
+                labels = {"model": m_label, "target": task, "mode": kind if job else "base", "intermediate": i_label,
+                          "seed": job.config.seed if job else None, "size": size, "baseline": job is None}  # fmt: skip
+                jobs.append(Job(job_id, "retrieval", model, labels, [job.id] if job else [], retrieval=args))
+    ids = [j.id for j in jobs]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise ConfigError(f"{where}: several jobs are named {dupes}: give the variants distinct labels")
+    return Grid(name, results_dir, jobs, {k: float(v) for k, v in throughput.items()}, data)
+
+
+def load_grid(path: str | Path, results_dir: str | Path | None = None) -> Grid:
+    """Read and expand a grid file. ``results_dir`` overrides the file's."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"grid file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if isinstance(data, dict) and results_dir is not None:
+        data = {**data, "results_dir": str(results_dir)}
+    if isinstance(data, dict) and "runs" in data:
+        raise ConfigError(f"{path} is a list of runs, not a grid: run it with `adapterxl train {path}`")
+    return parse_grid(data, str(path))
+
+
+# -- running -----------------------------------------------------------------------------------------
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _write(path: Path, data: dict) -> None:
+    from .pipeline import write_json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, data)
+
+
+def _log(grid: Grid, event: str, job: Job, **extra) -> None:
+    """Append one line to ``events.jsonl`` (what started, finished, failed, when)."""
+    grid.results_dir.mkdir(parents=True, exist_ok=True)
+    line = json.dumps({"time": _now(), "event": event, "job": job.id, **extra})
+    with (grid.results_dir / "events.jsonl").open("a", encoding="utf-8") as f:
+        f.write(line + "\n")
+
+
+def execute(job: Job) -> dict:
+    """Run one job; returns what its record keeps (metrics, summary and the run's key facts)."""
+    from .pipeline import retrieve, run
+
+    if job.config is not None:
+        result = run(job.config)
+        m = result.manifest
+        return {
+            "metrics": result.metrics,
+            "summary": result.summary,
+            "store_entry": result.store_entry,
+            "model_dir": result.model_dir,
+            "run_dir": result.run_dir,
+            "train_seconds": m.get("train_seconds"),
+            "train_tokens": m.get("train_tokens"),
+            "parameters": m.get("parameters"),
+            "dev": {k: m.get("dev", {}).get(k) for k in ("best", "best_step", "steps")},
+            "fusion_attention": m.get("fusion", {}).get("attention"),
+        }
+    args = dict(job.retrieval or {})
+    if args.get("data") is not None:
+        args["data"] = _build(DataConfig, args["data"], f"retrieval.{args['task_name']}.data")
+    out = retrieve(**args)
+    return {k: v for k, v in out.items() if k in ("metrics", "summary", "layer", "by_script", "by_family", "note")}
+
+
+def attempt(grid: Grid, job: Job, echo=print) -> str:
+    """Run one job and record the outcome: ``jobs/<id>.json`` (done) or ``jobs/<id>.error.json``
+    (failed, with the traceback). A KeyboardInterrupt is logged and re-raised."""
+    grid.error_path(job).unlink(missing_ok=True)
+    _log(grid, "start", job)
+    started = time.perf_counter()
+    try:
+        record = execute(job)
+    except KeyboardInterrupt:
+        _log(grid, "interrupted", job)
+        raise
+    except Exception as exc:  # isolate the failure: record it and go on
+        error = f"{type(exc).__name__}: {exc}"
+        seconds = round(time.perf_counter() - started, 2)
+        failure = {"job": job.id, "labels": job.labels, "error": error, "traceback": traceback.format_exc()}
+        _write(grid.error_path(job), {**failure, "seconds": seconds, "time": _now()})
+        _log(grid, "failed", job, error=error)
+        echo(f"FAILED {job.id}: {error}")
+        return "failed"
+    seconds = round(time.perf_counter() - started, 2)
+    head = {"job": job.id, "kind": job.kind, "labels": job.labels, "spec": job.describe()}
+    _write(grid.result_path(job), {**head, "seconds": seconds, "time": _now(), **record})
+    _log(grid, "done", job, seconds=seconds)
+    return "done"
+
+
+def run_grid(
+    grid: Grid,
+    retry_failed: bool = False,
+    shard: tuple[int, int] = (0, 1),
+    echo=print,
+    progress: bool = True,
+) -> dict[str, int]:
+    """Run every job not yet finished, in order (a job's needs come before it). Returns the count of
+    jobs by final status: done, failed, blocked (a needed job failed or is not finished), skipped
+    (other shards'). ``shard=(i, n)``: this process runs the jobs with index % n == i only."""
+    from tqdm.auto import tqdm
+
+    stale = grid.stale()
+    if stale:
+        listing = "; ".join(f"{j}: {', '.join(keys[:4])}" for j, keys in list(stale.items())[:5])
+        raise ConfigError(
+            f"{len(stale)} finished job(s) of {grid.results_dir} were run with other settings ({listing}): "
+            "give the changed grid its own results_dir, or move the old results away"
+        )
+    index, count = shard
+    mine = [j for i, j in enumerate(grid.jobs) if i % count == index]
+    todo = [j for j in mine if grid.status(j) == "pending" or (retry_failed and grid.status(j) == "failed")]
+    counts = Counter(done=sum(grid.status(j) == "done" for j in mine), failed=0, blocked=0,
+                     skipped=len(grid.jobs) - len(mine))  # fmt: skip
+    previously_failed = [j for j in mine if grid.status(j) == "failed" and j not in todo]
+    counts["failed"] += len(previously_failed)
+    if previously_failed:
+        echo(f"{len(previously_failed)} job(s) failed before (see jobs/*.error.json); --retry-failed runs them again")
+    bar = tqdm(total=len(todo), desc=f"grid {grid.name}", unit="job", disable=not progress)
+    for n, job in enumerate(todo):
+        missing = [need for need in job.needs if grid.status(grid.job(need)) != "done"]
+        if missing:
+            counts["blocked"] += 1
+            _log(grid, "blocked", job, needs=missing)
+        else:
+            bar.set_postfix_str(
+                f"done {counts['done']}, running 1, failed {counts['failed']}, remaining {len(todo) - n - 1}: {job.id}"
+            )
+            status = attempt(grid, job, echo)
+            counts[status] += 1
+        bar.update(1)
+    bar.close()
+    return dict(counts)
+
+
+# -- planning ----------------------------------------------------------------------------------------
+
+
+def count_tokens(config: RunConfig, tokenizer_model: str) -> dict[str, int]:
+    """Tokens of one run: its training set (one epoch, after truncation) and its evaluation sets."""
+    from .data import load_task_data, with_labels
+    from .tasks import get_task
+    from .tasks.common import token_count
+
+    tokenizer = _tokenizer(tokenizer_model)
+    train = evaluation = 0
+    for name in config.tasks:
+        data_config = config.data_for(name)
+        task = with_labels(get_task(name), data_config)
+        data = load_task_data(task, data_config, seed=config.seed)
+        train += token_count(task.family.encode(data.train, tokenizer, data_config, train=True))
+        evaluation += sum(token_count(task.family.encode(ds, tokenizer, data_config, train=False))
+                          for ds in data.evaluation.values())  # fmt: skip
+    return {"train": train, "evaluation": evaluation}
+
+
+_TOKENIZERS: dict[str, Any] = {}
+
+
+def _tokenizer(model: str):
+    if model not in _TOKENIZERS:
+        from transformers import AutoTokenizer
+
+        from .modeling import resolve_model
+
+        _TOKENIZERS[model] = AutoTokenizer.from_pretrained(resolve_model(model))
+    return _TOKENIZERS[model]
+
+
+def measured_throughput(grid: Grid) -> dict[tuple[str, str], float]:
+    """Training tokens per second of the finished jobs, by (backbone label, adapter | full)."""
+    tokens: Counter = Counter()
+    seconds: Counter = Counter()
+    for record in grid.results().values():
+        if record.get("train_tokens") and record.get("train_seconds"):
+            key = (record["labels"]["model"], "full" if record["labels"]["mode"] == "full" else "adapter")
+            tokens[key] += record["train_tokens"]
+            seconds[key] += record["train_seconds"]
+    return {k: tokens[k] / seconds[k] for k in tokens if seconds[k] > 0}
+
+
+def plan(grid: Grid, count: bool = True) -> list[dict]:
+    """One row per job: id, kind, status, needs, and (``count``) training / evaluation tokens and an
+    estimate of seconds from measured throughput (finished jobs of the same backbone and kind) or
+    the grid's ``throughput``. Token counts are cached in ``<results_dir>/plan-tokens.json``."""
+    cache_path = grid.results_dir / "plan-tokens.json"
+    cache = _read(cache_path) if cache_path.is_file() else {}
+    measured = measured_throughput(grid)
+    rows = []
+    for job in grid.jobs:
+        row = {"id": job.id, "kind": job.kind, "status": grid.status(job), "needs": job.needs, **job.labels}
+        if count and job.config is not None:
+            spec = job.config.to_dict()
+            key = hashlib.sha256(json.dumps([spec["task"], spec["data"], spec["task_data"], job.labels["model"]],
+                                            sort_keys=True).encode()).hexdigest()[:16]  # fmt: skip
+            if key not in cache:
+                cache[key] = count_tokens(job.config, job.backbone)
+            tokens = cache[key]
+            epochs = job.config.training.epochs
+            if job.config.mode == "fuse":
+                epochs += job.config.fusion.epochs or job.config.training.epochs
+            row["train_tokens"] = int(tokens["train"] * epochs)
+            row["eval_tokens"] = tokens["evaluation"]
+            kind = "full" if job.config.mode == "full" else "adapter"
+            rate = measured.get((job.labels["model"], kind)) or grid.throughput.get(kind)
+            row["throughput_source"] = "measured" if (job.labels["model"], kind) in measured else (
+                "configured" if rate else None)  # fmt: skip
+            if rate:
+                row["estimate_seconds"] = row["train_tokens"] / rate + row["eval_tokens"] / (rate * EVAL_SPEEDUP)
+        rows.append(row)
+    if count:
+        _write(cache_path, cache)
+    return rows

@@ -300,6 +300,94 @@ def tasks() -> None:
         )
 
 
+@main.command("run")
+@click.argument("grid_file", type=click.Path(dir_okay=False))
+@click.option("--results-dir", help="Where results go (default: the grid's results_dir, else results/<grid>).")
+@click.option("--retry-failed", is_flag=True, help="Run the jobs that failed before again.")
+@click.option(
+    "--shard",
+    default="0/1",
+    show_default=True,
+    metavar="I/N",
+    help="Run only jobs I, I+N, I+2N, ... (one process per GPU or machine, shared results dir).",
+)
+@click.option(
+    "--only",
+    type=click.Choice(["intermediate", "target", "retrieval"]),
+    multiple=True,
+    help="Run only jobs of this kind (repeatable).",
+)
+@_friendly_errors
+def run_grid_command(grid_file, results_dir, retry_failed, shard, only) -> None:
+    """Run an experiment grid (intermediate x target x mode x seed ...); resumes where it stopped."""
+    from .grid import load_grid, run_grid
+
+    try:
+        index, count = (int(x) for x in shard.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"{shard!r} is not I/N (e.g. 0/4)", param_hint="--shard") from None
+    grid = load_grid(grid_file, results_dir)
+    _quiet_libraries()
+    counts = run_grid(grid, retry_failed=retry_failed, shard=(index, count), only=tuple(only) or None,
+                      echo=click.echo)  # fmt: skip
+    click.echo(", ".join(f"{k} {v}" for k, v in counts.items()) + f". Results: {grid.results_dir}")
+    click.echo(f"Report: adapterxl report {grid.results_dir}")
+    if counts.get("failed") or counts.get("blocked"):
+        raise SystemExit(1)
+
+
+@main.command("plan")
+@click.argument("grid_file", type=click.Path(dir_okay=False))
+@click.option("--results-dir", help="The grid's results folder (default: its results_dir).")
+@click.option("--no-count", is_flag=True, help="Skip counting tokens (no data or tokenizer is loaded).")
+@_friendly_errors
+def plan_command(grid_file, results_dir, no_count) -> None:
+    """List a grid's jobs, which are done, and estimate their compute before anything runs."""
+    from .grid import load_grid, plan
+
+    grid = load_grid(grid_file, results_dir)
+    _quiet_libraries()
+    rows = plan(grid, count=not no_count)
+    for r in rows:
+        tokens = f"{r['train_tokens'] / 1e6:9.2f}M tok" if "train_tokens" in r else ""
+        eta = f"{r['estimate_seconds'] / 3600:7.2f} h ({r['throughput_source']})" if "estimate_seconds" in r else ""
+        click.echo(f"{r['status']:8} {r['kind']:12} {r['id']:60} {tokens} {eta}")
+    status = {k: sum(r["status"] == k for r in rows) for k in ("done", "failed", "pending")}
+    kinds = {k: sum(r["kind"] == k for r in rows) for k in ("intermediate", "target", "retrieval")}
+    click.echo(f"{len(rows)} jobs ({', '.join(f'{v} {k}' for k, v in kinds.items())}): "
+               f"{', '.join(f'{v} {k}' for k, v in status.items())}")  # fmt: skip
+    todo = [r for r in rows if r["status"] != "done"]
+    if not no_count:
+        tokens = sum(r.get("train_tokens", 0) for r in todo)
+        known = [r["estimate_seconds"] for r in todo if "estimate_seconds" in r]
+        line = f"To do: {tokens / 1e6:.2f}M training tokens"
+        if known:
+            line += f", about {sum(known) / 3600:.2f} GPU hours"
+        if len(known) < len([r for r in todo if "train_tokens" in r]):
+            line += " (no throughput for some jobs: set throughput: {adapter: TOKENS_PER_S, full: ...} in the grid)"
+        click.echo(line)
+
+
+@main.command("report")
+@click.argument("results_dir", type=click.Path(file_okay=False))
+@click.option("--out", "out_dir", help="Where to write the report (default RESULTS_DIR/report).")
+@click.option("--no-plots", is_flag=True, help="Tables only.")
+@click.option("--highlight", help="Comma-separated languages to highlight in scaling curves (default: low-resource).")
+@_friendly_errors
+def report_command(results_dir, out_dir, no_plots, highlight) -> None:
+    """Markdown and CSV tables, and PNG plots, from a grid's results folder."""
+    from .report import LOW_RESOURCE, build_report
+
+    if not Path(results_dir, "jobs").is_dir():
+        raise click.BadParameter(
+            f"{results_dir!r} has no jobs/ folder: give the results_dir of a grid", param_hint="RESULTS_DIR"
+        )
+    out = build_report(results_dir, out_dir, plots=not no_plots,
+                       highlight=tuple(_split_languages(highlight) or LOW_RESOURCE))  # fmt: skip
+    for path in out["files"]:
+        click.echo(str(path))
+
+
 @main.group()
 def store() -> None:
     """The local adapter store, and sharing its entries on the Hugging Face Hub."""

@@ -280,8 +280,15 @@ def parse_grid(data: Any, where: str = "grid") -> Grid:
                 target = _merge(base, {**spec, "seed": seed})
                 for b in baselines:
                     job_id = f"{m_label}--{t_label}--{b}--s{seed}"
-                    labels = {"model": m_label, "target": t_label, "mode": b, "intermediate": None, "seed": seed,
-                              "size": None, "baseline": True}  # fmt: skip
+                    labels = {
+                        "model": m_label,
+                        "target": t_label,
+                        "mode": b,
+                        "intermediate": None,
+                        "seed": seed,
+                        "size": None,
+                        "baseline": True,
+                    }
                     fields = _merge(target, {"mode": b})
                     jobs.append(
                         Job(job_id, "target", model, labels, config=run_config(job_id, fields, f"targets.{t_label}"))
@@ -300,8 +307,15 @@ def parse_grid(data: Any, where: str = "grid") -> Grid:
                                 fields = _merge(target, {"mode": "full", "model": str(inter_dir)})
                             else:
                                 fields = _merge(target, {"mode": mode, "intermediate": [j.config.name for j in needed]})
-                            labels = {"model": m_label, "target": t_label, "mode": mode, "intermediate": on,
-                                      "seed": seed, "size": size, "baseline": False}  # fmt: skip
+                            labels = {
+                                "model": m_label,
+                                "target": t_label,
+                                "mode": mode,
+                                "intermediate": on,
+                                "seed": seed,
+                                "size": size,
+                                "baseline": False,
+                            }
                             config = run_config(job_id, fields, f"targets.{t_label}")
                             jobs.append(Job(job_id, "target", model, labels, [j.id for j in needed], config=config))
         for task, options in retrieval.items():
@@ -318,8 +332,15 @@ def parse_grid(data: Any, where: str = "grid") -> Grid:
                     args["model"] = str(Path(job.config.run_dir) / "model")
                 else:
                     args["adapter"] = job.config.name
-                labels = {"model": m_label, "target": task, "mode": kind if job else "base", "intermediate": i_label,
-                          "seed": job.config.seed if job else None, "size": size, "baseline": job is None}  # fmt: skip
+                labels = {
+                    "model": m_label,
+                    "target": task,
+                    "mode": kind if job else "base",
+                    "intermediate": i_label,
+                    "seed": job.config.seed if job else None,
+                    "size": size,
+                    "baseline": job is None,
+                }
                 jobs.append(Job(job_id, "retrieval", model, labels, [job.id] if job else [], retrieval=args))
     ids = [j.id for j in jobs]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
@@ -422,12 +443,14 @@ def run_grid(
     grid: Grid,
     retry_failed: bool = False,
     shard: tuple[int, int] = (0, 1),
+    only: tuple[str, ...] | None = None,
     echo=print,
     progress: bool = True,
 ) -> dict[str, int]:
     """Run every job not yet finished, in order (a job's needs come before it). Returns the count of
     jobs by final status: done, failed, blocked (a needed job failed or is not finished), skipped
-    (other shards'). ``shard=(i, n)``: this process runs the jobs with index % n == i only."""
+    (other shards' or kinds). ``shard=(i, n)``: this process runs the jobs with index % n == i only;
+    ``only``: the jobs of these kinds (intermediate, target, retrieval)."""
     from tqdm.auto import tqdm
 
     stale = grid.stale()
@@ -438,10 +461,18 @@ def run_grid(
             "give the changed grid its own results_dir, or move the old results away"
         )
     index, count = shard
-    mine = [j for i, j in enumerate(grid.jobs) if i % count == index]
+    if not (0 <= index < count):
+        raise ConfigError(f"shard {index}/{count}: the index must be between 0 and {count - 1}")
+    unknown = [k for k in only or () if k not in ("intermediate", "target", "retrieval")]
+    if unknown:
+        raise ConfigError(f"only: unknown job kind(s) {unknown}; use intermediate, target, retrieval")
+    mine = [j for i, j in enumerate(grid.jobs) if i % count == index and (not only or j.kind in only)]
+    grid.results_dir.mkdir(parents=True, exist_ok=True)
+    (grid.results_dir / "grid.yaml").write_text(yaml.safe_dump(grid.source, sort_keys=False), encoding="utf-8")
     todo = [j for j in mine if grid.status(j) == "pending" or (retry_failed and grid.status(j) == "failed")]
-    counts = Counter(done=sum(grid.status(j) == "done" for j in mine), failed=0, blocked=0,
-                     skipped=len(grid.jobs) - len(mine))  # fmt: skip
+    counts = Counter(
+        done=sum(grid.status(j) == "done" for j in mine), failed=0, blocked=0, skipped=len(grid.jobs) - len(mine)
+    )
     previously_failed = [j for j in mine if grid.status(j) == "failed" and j not in todo]
     counts["failed"] += len(previously_failed)
     if previously_failed:
@@ -479,8 +510,9 @@ def count_tokens(config: RunConfig, tokenizer_model: str) -> dict[str, int]:
         task = with_labels(get_task(name), data_config)
         data = load_task_data(task, data_config, seed=config.seed)
         train += token_count(task.family.encode(data.train, tokenizer, data_config, train=True))
-        evaluation += sum(token_count(task.family.encode(ds, tokenizer, data_config, train=False))
-                          for ds in data.evaluation.values())  # fmt: skip
+        evaluation += sum(
+            token_count(task.family.encode(ds, tokenizer, data_config, train=False)) for ds in data.evaluation.values()
+        )
     return {"train": train, "evaluation": evaluation}
 
 
@@ -521,8 +553,11 @@ def plan(grid: Grid, count: bool = True) -> list[dict]:
         row = {"id": job.id, "kind": job.kind, "status": grid.status(job), "needs": job.needs, **job.labels}
         if count and job.config is not None:
             spec = job.config.to_dict()
-            key = hashlib.sha256(json.dumps([spec["task"], spec["data"], spec["task_data"], job.labels["model"]],
-                                            sort_keys=True).encode()).hexdigest()[:16]  # fmt: skip
+            key = hashlib.sha256(
+                json.dumps(
+                    [spec["task"], spec["data"], spec["task_data"], job.labels["model"]], sort_keys=True
+                ).encode()
+            ).hexdigest()[:16]
             if key not in cache:
                 cache[key] = count_tokens(job.config, job.backbone)
             tokens = cache[key]
@@ -533,8 +568,9 @@ def plan(grid: Grid, count: bool = True) -> list[dict]:
             row["eval_tokens"] = tokens["evaluation"]
             kind = "full" if job.config.mode == "full" else "adapter"
             rate = measured.get((job.labels["model"], kind)) or grid.throughput.get(kind)
-            row["throughput_source"] = "measured" if (job.labels["model"], kind) in measured else (
-                "configured" if rate else None)  # fmt: skip
+            row["throughput_source"] = (
+                "measured" if (job.labels["model"], kind) in measured else ("configured" if rate else None)
+            )
             if rate:
                 row["estimate_seconds"] = row["train_tokens"] / rate + row["eval_tokens"] / (rate * EVAL_SPEEDUP)
         rows.append(row)

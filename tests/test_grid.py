@@ -1,0 +1,170 @@
+"""Experiment grids: expansion, plan, a full run, a real process kill and resume, failure isolation."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from adapterxl.errors import ConfigError
+from adapterxl.fixtures import write_tagging_fixture
+from adapterxl.grid import load_grid, parse_grid, plan, run_grid
+
+FAST = {"epochs": 1, "batch_size": 16, "learning_rate": 2e-3, "logging_steps": 1000}
+
+
+@pytest.fixture(scope="module")
+def panx_files(tmp_path_factory):
+    return write_tagging_fixture(tmp_path_factory.mktemp("panx"), "ner", ("en", "de", "fr"), train=64, dev=24)
+
+
+def grid_doc(tmp_path, nli_files, panx_files, **extra) -> dict:
+    """2 intermediates x 2 targets x 2 seeds (mode stack), plus the adapter baselines."""
+    return {
+        "grid": "g",
+        "results_dir": str(tmp_path / "results"),
+        "defaults": {
+            "model": "tiny-xlmr",
+            "store": str(tmp_path / "store"),
+            "data": {"max_seq_length": 48, "max_eval_examples": 24},
+            "training": FAST,
+        },
+        "intermediates": {
+            "mnli": {"task": "mnli", "data": {"data_files": nli_files["mnli"], "max_train_examples": 96}},
+            "mnli-small": {"task": "mnli", "data": {"data_files": nli_files["mnli"], "max_train_examples": 48}},
+        },
+        "targets": {
+            "xnli": {"task": "xnli", "data": {"data_files": nli_files["xnli"], "languages": ["en", "de", "fr"]}},
+            "panx": {"task": "panx", "data": {"data_files": panx_files, "languages": ["en", "de", "fr"]}},
+        },
+        "modes": ["stack"],
+        "seeds": [1, 2],
+        **extra,
+    }
+
+
+def write_grid(tmp_path, doc) -> Path:
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return path
+
+
+def test_expansion_counts_ids_and_dependencies(tmp_path, nli_files, panx_files):
+    grid = parse_grid(grid_doc(tmp_path, nli_files, panx_files, modes=["stack", "full"], intermediate_sizes=[24, None]))
+    kinds = [j.kind for j in grid.jobs]
+    # intermediates: 2 variants x 2 sizes x (adapter, full); targets: 2 x 2 seeds x (2 baselines + 2 modes x 2 x 2)
+    assert kinds.count("intermediate") == 8 and kinds.count("target") == 2 * 2 * (2 + 2 * 2 * 2)
+    by_id = {j.id: j for j in grid.jobs}
+    stack = by_id["tiny-xlmr--xnli--stack--on-mnli--n24--s2"]
+    assert stack.needs == ["tiny-xlmr--mnli--n24--adapter"]
+    assert stack.config.intermediate == [by_id["tiny-xlmr--mnli--n24--adapter"].config.name]
+    assert by_id["tiny-xlmr--mnli--n24--adapter"].config.data.max_train_examples == 24
+    full = by_id["tiny-xlmr--panx--full--on-mnli-small--s1"]
+    assert full.config.mode == "full" and full.config.model.endswith("runs/tiny-xlmr--mnli-small--full/model")
+    assert {j.labels["mode"] for j in grid.jobs if j.labels.get("baseline")} == {"adapter", "full"}
+    fuse = parse_grid(grid_doc(tmp_path, nli_files, panx_files, modes=["fuse"]))
+    fused = [j for j in fuse.jobs if j.labels["mode"] == "fuse"]
+    assert len(fused) == 4 and all(len(j.needs) == 2 for j in fused)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"modes": ["stak"]}, "did you mean 'stack'"),
+        ({"seeds": [1, 1]}, "distinct integers"),
+        ({"intermediate_sizes": [0]}, "positive integers"),
+        ({"colour": 1}, "unknown key 'colour'"),
+        ({"targets": {"xnli": {"task": "xnli", "seed": 3}}}, "the grid decides"),
+        ({"targets": {"xnli": {"task": "xnli", "trainng": {}}}}, "unknown key 'trainng'"),
+        ({"retrieval": ["tatoeba", "wikipedia"]}, "not one of tatoeba"),
+        ({"throughput": {"adapter": -1}}, "tokens per second"),
+    ],
+)
+def test_bad_grids_are_errors_before_anything_runs(tmp_path, nli_files, panx_files, change, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_grid({**grid_doc(tmp_path, nli_files, panx_files), **change})
+    assert not (tmp_path / "results").exists()
+
+
+def test_plan_counts_jobs_and_tokens(tmp_path, nli_files, panx_files):
+    from adapterxl.modeling import load_backbone
+
+    grid = parse_grid(grid_doc(tmp_path, nli_files, panx_files, throughput={"adapter": 1000}))
+    rows = plan(grid)
+    assert len(rows) == 2 + 2 * 2 * 3 and all(r["status"] == "pending" for r in rows)
+    # Hand count: the first 96 MNLI training pairs, tokenized with truncation at 48 tokens, one epoch.
+    _, tokenizer = load_backbone("tiny-xlmr")
+    rows_ = [json.loads(line) for line in Path(nli_files["mnli"]["train"]).read_text().splitlines()][:96]
+    expected = sum(
+        len(tokenizer(r["premise"], r["hypothesis"], truncation=True, max_length=48)["input_ids"]) for r in rows_
+    )
+    row = next(r for r in rows if r["id"] == "tiny-xlmr--mnli--adapter")
+    assert row["train_tokens"] == expected
+    assert row["estimate_seconds"] == pytest.approx(expected / 1000 + row["eval_tokens"] / 3000)
+    assert row["throughput_source"] == "configured"
+
+
+def _events(results: Path) -> list[dict]:
+    return [json.loads(line) for line in (results / "events.jsonl").read_text().splitlines()]
+
+
+def _metrics(results: Path) -> dict:
+    return {p.name: json.loads(p.read_text())["metrics"] for p in sorted((results / "jobs").glob("*.json"))}
+
+
+def test_grid_runs_to_the_end_and_a_killed_grid_resumes_without_redoing_work(tmp_path, nli_files, panx_files):
+    (tmp_path / "a").mkdir()
+    grid = load_grid(write_grid(tmp_path / "a", grid_doc(tmp_path / "a", nli_files, panx_files)))
+    counts = run_grid(grid, progress=False)
+    assert counts == {"done": 14, "failed": 0, "blocked": 0, "skipped": 0}
+    whole = _metrics(grid.results_dir)
+    assert len(whole) == 14 and all(set(m) == {"en", "de", "fr"} for k, m in whole.items() if "--mnli" not in k[9:])
+    assert run_grid(grid, progress=False)["done"] == 14  # a finished grid: nothing runs again
+    assert sum(e["event"] == "start" for e in _events(grid.results_dir)) == 14
+
+    # The same grid in another folder, in a real process, killed (SIGKILL) after some jobs finished.
+    (tmp_path / "b").mkdir()
+    path = write_grid(tmp_path / "b", grid_doc(tmp_path / "b", nli_files, panx_files))
+    results = tmp_path / "b" / "results"
+    proc = subprocess.Popen([sys.executable, "-m", "adapterxl.cli", "run", str(path)], env=os.environ.copy(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list((results / "jobs").glob("*.json"))) < 5:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished_before = {p.stem for p in (results / "jobs").glob("*.json")}
+    assert 5 <= len(finished_before) < 14
+    resumed = run_grid(load_grid(path), progress=False)
+    assert resumed["done"] == 14 and resumed["failed"] == 0
+    starts = [e["job"] for e in _events(results) if e["event"] == "start"]
+    assert all(starts.count(job) == 1 for job in finished_before)  # no finished job trained twice
+    assert len(starts) - len(set(starts)) <= 1  # at most the job the kill interrupted started again
+    assert _metrics(results) == whole  # identical final results
+
+
+def test_a_failing_run_is_isolated_and_retried(tmp_path, nli_files, panx_files):
+    doc = grid_doc(tmp_path, nli_files, panx_files, seeds=[1])
+    broken = tmp_path / "missing-{lang}.jsonl"
+    doc["intermediates"]["mnli-small"]["data"]["data_files"] = {**nli_files["mnli"], "train": str(broken)}
+    doc["targets"].pop("panx")
+    grid = load_grid(write_grid(tmp_path, doc))
+    counts = run_grid(grid, progress=False, echo=lambda *_: None)
+    assert counts == {"done": 3, "failed": 1, "blocked": 1, "skipped": 0}
+    error = json.loads((grid.results_dir / "jobs" / "tiny-xlmr--mnli-small--adapter.error.json").read_text())
+    assert "missing-" in error["error"] and "Traceback" in error["traceback"]
+    # Without --retry-failed the failure stays recorded; with it (data fixed) it runs, then its target.
+    assert run_grid(grid, progress=False, echo=lambda *_: None)["failed"] == 1
+    doc["intermediates"]["mnli-small"]["data"]["data_files"] = nli_files["mnli"]
+    grid = load_grid(write_grid(tmp_path, doc))
+    assert grid.stale() == {}  # the fix touched only the failed job, which has no result to contradict
+    counts = run_grid(grid, retry_failed=True, progress=False, echo=lambda *_: None)
+    assert counts == {"done": 5, "failed": 0, "blocked": 0, "skipped": 0}
+    assert not (grid.results_dir / "jobs" / "tiny-xlmr--mnli-small--adapter.error.json").exists()

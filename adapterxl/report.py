@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+
+from .errors import ConfigError
 
 SMOKE_BANNER = (
     "SMOKE RUN: tiny random backbone and synthetic data. These numbers only show that the pipeline "
@@ -105,7 +108,7 @@ LOW_RESOURCE = (
 )
 URIEL_FEATURES = {"genetic": "fam", "geographic": "geo", "syntactic": "syntax_knn"}
 # URIEL has no vectors for these macrolanguage codes: use the variety the XTREME data is in.
-URIEL_CODES = {"ar": "arb", "fa": "pes", "sw": "swh", "qu": "quz", "az": "azj", "ms": "zsm"}
+URIEL_CODES = {"ar": "arb", "fa": "pes", "sw": "swh", "qu": "quz", "az": "azj", "ms": "zsm", "zh": "cmn"}
 
 
 def setup_label(labels: dict) -> str:
@@ -208,13 +211,20 @@ def uriel_distances(languages: list[str], to: str = "en") -> dict[str, dict[str,
         return {}
     out: dict[str, dict[str, float]] = {lang: {} for lang in languages if lang in codes and lang != to}
     for name, feature in URIEL_FEATURES.items():
-        vectors = l2v.get_features(sorted(set(codes.values())), feature)
+        vectors = _uriel_vectors(tuple(sorted(set(codes.values()))), feature)
         ref = np.asarray(vectors[codes[to]], dtype=float)
         for lang in out:
             vec = np.asarray(vectors[codes[lang]], dtype=float)
             denom = np.linalg.norm(vec) * np.linalg.norm(ref)
             out[lang][name] = float(1 - vec @ ref / denom) if denom else float("nan")
     return out
+
+
+@functools.lru_cache(maxsize=32)
+def _uriel_vectors(codes: tuple[str, ...], feature: str) -> dict:
+    from .tasks.retrieval import _lang2vec
+
+    return _lang2vec().get_features(list(codes), feature)
 
 
 def similarity_correlations(rows: list[dict]) -> list[dict]:

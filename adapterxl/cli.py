@@ -350,7 +350,7 @@ def plan_command(grid_file, results_dir, no_count) -> None:
     rows = plan(grid, count=not no_count)
     for r in rows:
         tokens = f"{r['train_tokens'] / 1e6:9.2f}M tok" if "train_tokens" in r else ""
-        eta = f"{r['estimate_seconds'] / 3600:7.2f} h ({r['throughput_source']})" if "estimate_seconds" in r else ""
+        eta = f"{_duration(r['estimate_seconds']):>8} ({r['throughput_source']})" if "estimate_seconds" in r else ""
         click.echo(f"{r['status']:8} {r['kind']:12} {r['id']:60} {tokens} {eta}")
     status = {k: sum(r["status"] == k for r in rows) for k in ("done", "failed", "pending")}
     kinds = {k: sum(r["kind"] == k for r in rows) for k in ("intermediate", "target", "retrieval")}
@@ -362,10 +362,16 @@ def plan_command(grid_file, results_dir, no_count) -> None:
         known = [r["estimate_seconds"] for r in todo if "estimate_seconds" in r]
         line = f"To do: {tokens / 1e6:.2f}M training tokens"
         if known:
-            line += f", about {sum(known) / 3600:.2f} GPU hours"
+            line += f", about {_duration(sum(known))} of training and evaluation at the throughput shown"
         if len(known) < len([r for r in todo if "train_tokens" in r]):
             line += " (no throughput for some jobs: set throughput: {adapter: TOKENS_PER_S, full: ...} in the grid)"
         click.echo(line)
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 @main.command("report")

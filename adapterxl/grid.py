@@ -40,6 +40,7 @@ GRID_KEYS = {
     "grid": "name of the grid (prefix of its store entries)",
     "results_dir": "where results, runs and logs go (default results/<grid>)",
     "defaults": "RunConfig fields for every run",
+    "per_mode": "RunConfig fields for the runs of one mode: {full: {training: {learning_rate: 1e-5}}}",
     "models": "backbones (default: defaults.model)",
     "intermediates": "intermediate tasks: a list of task names, or {label: run fields}",
     "targets": "target tasks: a list of task names, or {label: run fields}",
@@ -198,6 +199,11 @@ def parse_grid(data: Any, where: str = "grid") -> Grid:
         if key in defaults:
             raise ConfigError(f"{where}: defaults.{key} is decided by the grid's axes: remove it")
     models = _list(data.get("models"), "models", where, [defaults.get("model", "xlm-roberta-large")])
+    per_mode = data.get("per_mode") or {}
+    if not isinstance(per_mode, dict) or any(m not in ("adapter", *GRID_MODES) for m in per_mode):
+        raise ConfigError(
+            f"{where}: per_mode maps modes (adapter, {', '.join(GRID_MODES)}) to run fields, got {per_mode!r}"
+        )
     intermediates = _variants(data.get("intermediates"), "intermediates", where)
     targets = _variants(data.get("targets"), "targets", where)
     if not targets and not data.get("retrieval"):
@@ -264,7 +270,7 @@ def parse_grid(data: Any, where: str = "grid") -> Grid:
                 suffix = "" if size is None else f"--n{size}"
                 for kind in (["adapter"] if adapter_modes else []) + (["full"] if "full" in modes else []):
                     job_id = f"{m_label}--{i_label}{suffix}--{kind}"
-                    fields = _merge(base, {**sized, "mode": kind, "seed": inter_seed})
+                    fields = _merge(_merge(base, sized), {**per_mode.get(kind, {}), "mode": kind, "seed": inter_seed})
                     labels = {"model": m_label, "intermediate": i_label, "size": size, "mode": kind}
                     job = Job(
                         job_id,
@@ -289,7 +295,7 @@ def parse_grid(data: Any, where: str = "grid") -> Grid:
                         "size": None,
                         "baseline": True,
                     }
-                    fields = _merge(target, {"mode": b})
+                    fields = _merge(target, {**per_mode.get(b, {}), "mode": b})
                     jobs.append(
                         Job(job_id, "target", model, labels, config=run_config(job_id, fields, f"targets.{t_label}"))
                     )
@@ -304,9 +310,12 @@ def parse_grid(data: Any, where: str = "grid") -> Grid:
                             job_id = f"{m_label}--{t_label}--{mode}--on-{on}{suffix}--s{seed}"
                             if mode == "full":  # full fine-tuning continues from the intermediate's weights
                                 inter_dir = Path(needed[0].config.run_dir) / "model"
-                                fields = _merge(target, {"mode": "full", "model": str(inter_dir)})
+                                fields = _merge(
+                                    target, {**per_mode.get(mode, {}), "mode": "full", "model": str(inter_dir)}
+                                )
                             else:
-                                fields = _merge(target, {"mode": mode, "intermediate": [j.config.name for j in needed]})
+                                names = [j.config.name for j in needed]
+                                fields = _merge(target, {**per_mode.get(mode, {}), "mode": mode, "intermediate": names})
                             labels = {
                                 "model": m_label,
                                 "target": t_label,
@@ -499,10 +508,13 @@ def run_grid(
 
 def count_tokens(config: RunConfig, tokenizer_model: str) -> dict[str, int]:
     """Tokens of one run: its training set (one epoch, after truncation) and its evaluation sets."""
+    import datasets
+
     from .data import load_task_data, with_labels
     from .tasks import get_task
     from .tasks.common import token_count
 
+    datasets.disable_progress_bars()  # plan prints one line per job instead
     tokenizer = _tokenizer(tokenizer_model)
     train = evaluation = 0
     for name in config.tasks:

@@ -292,12 +292,15 @@ def build_report(
     out = Path(out_dir) if out_dir else results_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     rows = grid_rows([r for r in records if r["kind"] == "target"])
+    rows.sort(key=lambda r: (r["model"], r["target"], not r["labels"].get("baseline"), r["setup"]))
     retrieval = grid_rows([r for r in records if r["kind"] == "retrieval"])
     correlations = similarity_correlations(rows) if _has_lang2vec() else []
 
+    smoke = any(r["labels"]["model"].startswith("tiny-") for r in records)
     parts = [
         f"# Grid report: {results_dir}",
         "",
+        *([f"**{SMOKE_BANNER}**", ""] if smoke else []),
         f"{len(records)} finished jobs, {len(failed)} failed" + (f" ({', '.join(failed)})" if failed else "") + ".",
         "Scores in percent, mean ± std over seeds; XTREME / XTREME-R: mean over the task's languages of that "
         "benchmark that were evaluated; delta: against the no-intermediate baseline of the same kind (adapter "
@@ -476,7 +479,7 @@ def plot_grid(rows: list[dict], out: Path, highlight: tuple[str, ...] = LOW_RESO
         for r in mine:
             grid[inters.index(r["labels"]["intermediate"]), targets.index(r["target"])] = r["delta"]
         bound = max(1e-9, float(np.nanmax(np.abs(grid))))
-        fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(targets), 1.0 + 0.6 * len(inters)))
+        fig, ax = plt.subplots(figsize=(max(4.5, 1.5 + 0.9 * len(targets)), max(2.8, 1.2 + 0.6 * len(inters))))
         image = ax.imshow(grid, cmap="RdBu", vmin=-bound, vmax=bound)
         ax.set_xticks(range(len(targets)), targets, rotation=45, ha="right")
         ax.set_yticks(range(len(inters)), inters)
@@ -485,7 +488,7 @@ def plot_grid(rows: list[dict], out: Path, highlight: tuple[str, ...] = LOW_RESO
                 ax.text(j, i, f"{v:+.1f}", ha="center", va="center", fontsize=8)
         ax.set_xlabel("target task")
         ax.set_ylabel("intermediate task")
-        ax.set_title(f"{model}, {mode}: delta vs baseline")
+        ax.set_title(f"{model}, {mode}: delta vs baseline", fontsize=9)
         fig.colorbar(image, ax=ax, shrink=0.8)
         written.append(_save(fig, out / f"heatmap-{model}-{mode}.png"))
     for model, target in dict.fromkeys((r["model"], r["target"]) for r in with_delta):

@@ -16,6 +16,7 @@ import yaml
 from adapterxl.errors import ConfigError
 from adapterxl.fixtures import write_tagging_fixture
 from adapterxl.grid import load_grid, parse_grid, plan, run_grid
+from adapterxl.report import build_report
 
 FAST = {"epochs": 1, "batch_size": 16, "learning_rate": 2e-3, "logging_steps": 1000}
 
@@ -133,8 +134,12 @@ def test_grid_runs_to_the_end_and_a_killed_grid_resumes_without_redoing_work(tmp
     (tmp_path / "b").mkdir()
     path = write_grid(tmp_path / "b", grid_doc(tmp_path / "b", nli_files, panx_files))
     results = tmp_path / "b" / "results"
-    proc = subprocess.Popen([sys.executable, "-m", "adapterxl.cli", "run", str(path)], env=os.environ.copy(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "adapterxl.cli", "run", str(path)],
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while time.time() < deadline and len(list((results / "jobs").glob("*.json"))) < 5:
         time.sleep(0.2)
@@ -168,3 +173,69 @@ def test_a_failing_run_is_isolated_and_retried(tmp_path, nli_files, panx_files):
     counts = run_grid(grid, retry_failed=True, progress=False, echo=lambda *_: None)
     assert counts == {"done": 5, "failed": 0, "blocked": 0, "skipped": 0}
     assert not (grid.results_dir / "jobs" / "tiny-xlmr--mnli-small--adapter.error.json").exists()
+
+
+def test_shipped_grids_expand_to_the_expected_jobs():
+    root = Path(__file__).parent.parent / "configs" / "grids"
+    counts = {}
+    for path in sorted(root.glob("*.yaml")):
+        grid = load_grid(path)
+        counts[path.stem] = [sum(j.kind == k for j in grid.jobs) for k in ("intermediate", "target", "retrieval")]
+    # paper: 9 intermediates; 7 targets x (baselines + 9); BUCC and Tatoeba off each intermediate and the backbone.
+    assert counts["paper-full"] == [9, 7 * (1 + 9), 2 * 10]
+    assert counts["paper-adapters"] == [9, 7 * (2 + 9), 2 * 10]
+    assert counts["paper-fusion"] == [9, 7 * 3 * (1 + 1), 0]
+    assert counts["scaling"] == [2 * 5, 3 * 3 * (1 + 2 * 5), 0]
+    assert counts["backbones"] == [3 * 3, 3 * 4 * 3 * (1 + 3), 3 * 4]
+    assert counts["data-languages"] == [3, 3 * 3 * (1 + 3), 0]
+    assert counts["flores"] == [4, 0, 5]
+    assert counts["quickstart"] == [4, 12, 0]
+    full = load_grid(root / "paper-adapters.yaml").job("xlm-roberta-large--xnli--full--s1").config
+    assert full.training.learning_rate == 1e-5 and full.mode == "full"  # per_mode
+
+
+def test_full_mode_continues_from_the_intermediate_weights_and_retrieval_runs_off_them(tmp_path, nli_files):
+    from adapterxl.fixtures import nli_examples, write_jsonl
+
+    tatoeba = tmp_path / "tatoeba"
+    for lang in ("de", "fr"):
+        pairs = zip(nli_examples(lang, 12, 5), nli_examples("en", 12, 5), strict=True)
+        write_jsonl(
+            tatoeba / f"{lang}.jsonl",
+            [
+                {
+                    "source_sentence": a["premise"],
+                    "target_sentence": b["premise"],
+                    "source_lang": lang,
+                    "target_lang": "eng",
+                }
+                for a, b in pairs
+            ],
+        )
+    doc = grid_doc(tmp_path, nli_files, {}, seeds=[1], modes=["full"])
+    doc["intermediates"].pop("mnli-small")
+    doc["targets"].pop("panx")
+    doc["retrieval"] = {
+        "tatoeba": {"data": {"data_files": {"validation": str(tatoeba / "{lang}.jsonl")}, "languages": ["de", "fr"]}}
+    }
+    grid = load_grid(write_grid(tmp_path, doc))
+    assert [j.id for j in grid.jobs] == [
+        "tiny-xlmr--mnli--full",
+        "tiny-xlmr--xnli--full--s1",
+        "tiny-xlmr--xnli--full--on-mnli--s1",
+        "tiny-xlmr--tatoeba--none--base",
+        "tiny-xlmr--tatoeba--mnli--full",
+    ]
+    assert run_grid(grid, progress=False) == {"done": 5, "failed": 0, "blocked": 0, "skipped": 0}
+    results = grid.results()
+    inter_model = results["tiny-xlmr--mnli--full"]["model_dir"]
+    target = grid.job("tiny-xlmr--xnli--full--on-mnli--s1")
+    assert target.config.model == inter_model  # the target run started from the intermediate's saved weights
+    manifest = json.loads((Path(results[target.id]["run_dir"]) / "manifest.json").read_text())
+    assert manifest["base_model"] == inter_model
+    base, tuned = results["tiny-xlmr--tatoeba--none--base"], results["tiny-xlmr--tatoeba--mnli--full"]
+    assert set(base["metrics"]) == set(tuned["metrics"]) == {"de", "fr"}
+    assert base["metrics"] != tuned["metrics"]  # different encoders, different retrieval
+    report = build_report(grid.results_dir, plots=False)
+    (row,) = [r for r in report["retrieval"] if r["setup"] == "full on mnli"]
+    assert row["delta"] == pytest.approx(tuned["summary"]["avg"] - base["summary"]["avg"])

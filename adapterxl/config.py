@@ -516,15 +516,20 @@ def parse_runs(data: Any, where: str = "config") -> list[RunConfig]:
     return configs
 
 
-def load_runs(path: str | Path, overrides: dict[str, Any] | None = None) -> list[RunConfig]:
-    """Read a YAML config file; ``overrides`` (dotted keys) apply to every run."""
+def read_yaml(path: str | Path, what: str = "config file") -> Any:
+    """A YAML file's document; a missing file or invalid YAML is a ConfigError naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
+        raise ConfigError(f"{what} {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+
+
+def load_runs(path: str | Path, overrides: dict[str, Any] | None = None) -> list[RunConfig]:
+    """Read a YAML config file; ``overrides`` (dotted keys) apply to every run."""
+    data = read_yaml(path)
     if overrides:
         data = apply_overrides(data, overrides)
     return parse_runs(data, str(path))

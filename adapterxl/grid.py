@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from .config import NAME_PATTERN, DataConfig, RunConfig, _build, _merge, _suggest
+from .config import NAME_PATTERN, DataConfig, RunConfig, _build, _merge, _suggest, read_yaml
 from .errors import ConfigError
 
 GRID_KEYS = {
@@ -360,13 +360,7 @@ def parse_grid(data: Any, where: str = "grid") -> Grid:
 
 def load_grid(path: str | Path, results_dir: str | Path | None = None) -> Grid:
     """Read and expand a grid file. ``results_dir`` overrides the file's."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"grid file {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    data = read_yaml(path, "grid file")
     if isinstance(data, dict) and results_dir is not None:
         data = {**data, "results_dir": str(results_dir)}
     if isinstance(data, dict) and "runs" in data:

@@ -80,6 +80,7 @@ class TrainingConfig:
     group_by_length: bool = True
     logging_steps: int = 50
     save_steps: int | None = None  # keep a checkpoint every N steps; a rerun continues from the last
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% slower
 
     def resolved_learning_rate(self, mode: str) -> float:
         if self.learning_rate is not None:

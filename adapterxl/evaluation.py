@@ -20,6 +20,12 @@ from .tasks import Task
 from .training import use_bf16
 
 
+def length_order(lengths) -> np.ndarray:
+    """The order evaluation runs rows in: longest first (stable), so batches of similar lengths pad
+    little and the largest batch comes first."""
+    return np.argsort(-np.asarray(lengths), kind="stable")
+
+
 def predict(
     model,
     encoded,
@@ -34,7 +40,7 @@ def predict(
     ``observe(model_output, batch)``, if given, sees every batch (its ``extra_inputs`` attribute,
     if any, is passed to the model)."""
     extra = getattr(observe, "extra_inputs", {})
-    order = np.argsort(-np.asarray(encoded["length"]), kind="stable")
+    order = length_order(encoded["length"])
     device = next(model.parameters()).device
     autocast = (
         torch.autocast(device_type=device.type, dtype=torch.bfloat16)

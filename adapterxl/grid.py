@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 
 from .config import NAME_PATTERN, DataConfig, RunConfig, _build, _merge, _suggest, read_yaml
+from .cost import Throughput, run_seconds
 from .errors import ConfigError
 
 GRID_KEYS = {
@@ -50,12 +51,11 @@ GRID_KEYS = {
     "intermediate_seed": "seed of the intermediate trainings (default: the first seed)",
     "intermediate_sizes": "intermediate training-set sizes (null: all), the data-size axis",
     "retrieval": "retrieval tasks evaluated off every intermediate: a list, or {task: options}",
-    "throughput": "training tokens per second by kind (adapter, full) for plan estimates",
+    "throughput": "real tokens per second for plan estimates: training by kind (adapter, full), and evaluation",
 }
 GRID_MODES = ("stack", "fuse", "sequential", "full")
 BASELINES = ("adapter", "full")
 RETRIEVAL_OPTIONS = ("data", "layer", "batch_size", "direction", "bucc_dir")
-EVAL_SPEEDUP = 3.0  # a forward pass costs about a third of forward + backward
 
 
 @dataclass
@@ -244,8 +244,14 @@ def parse_grid(data: Any, where: str = "grid") -> Grid:
         if (options or {}).get("data") is not None:
             _build(DataConfig, options["data"], f"{where}: retrieval.{task}.data")
     throughput = data.get("throughput") or {}
-    if not isinstance(throughput, dict) or any(k not in BASELINES or not v > 0 for k, v in throughput.items()):
-        raise ConfigError(f"{where}: throughput maps adapter / full to training tokens per second, got {throughput!r}")
+    if not isinstance(throughput, dict) or any(
+        k not in (*BASELINES, "evaluation") or not isinstance(v, (int, float)) or not v > 0
+        for k, v in throughput.items()
+    ):
+        raise ConfigError(
+            f"{where}: throughput maps adapter / full (training) and evaluation to tokens per second, e.g. "
+            f"{{adapter: 30000, full: 20000, evaluation: 60000}} from benchmarks/training.py; got {throughput!r}"
+        )
     results_dir = Path(data.get("results_dir") or Path("results") / name)
 
     jobs: list[Job] = []
@@ -549,8 +555,9 @@ def measured_throughput(grid: Grid) -> dict[tuple[str, str], float]:
 
 def plan(grid: Grid, count: bool = True) -> list[dict]:
     """One row per job: id, kind, status, needs, and (``count``) training / evaluation tokens and an
-    estimate of seconds from measured throughput (finished jobs of the same backbone and kind) or
-    the grid's ``throughput``. Token counts are cached in ``<results_dir>/plan-tokens.json``."""
+    estimate of seconds (:func:`adapterxl.cost.run_seconds`) from measured throughput (finished jobs
+    of the same backbone and kind) or the grid's ``throughput``. Token counts are cached in
+    ``<results_dir>/plan-tokens.json``."""
     cache_path = grid.results_dir / "plan-tokens.json"
     cache = _read(cache_path) if cache_path.is_file() else {}
     measured = measured_throughput(grid)
@@ -578,7 +585,8 @@ def plan(grid: Grid, count: bool = True) -> list[dict]:
                 "measured" if (job.labels["model"], kind) in measured else ("configured" if rate else None)
             )
             if rate:
-                row["estimate_seconds"] = row["train_tokens"] / rate + row["eval_tokens"] / (rate * EVAL_SPEEDUP)
+                rates = Throughput({kind: rate}, grid.throughput.get("evaluation"))
+                row["estimate_seconds"] = run_seconds(row["train_tokens"], row["eval_tokens"], kind, rates)
         rows.append(row)
     if count:
         _write(cache_path, cache)

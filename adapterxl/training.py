@@ -276,6 +276,9 @@ def train(
         length_column_name="length",
         remove_unused_columns=False,
         label_names=list(label_names),
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        # non-reentrant: works when the inputs need no gradient (frozen embeddings in adapter modes)
+        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
     )

@@ -86,6 +86,7 @@ def test_expansion_counts_ids_and_dependencies(tmp_path, nli_files, panx_files):
         ({"targets": {"xnli": {"task": "xnli", "trainng": {}}}}, "unknown key 'trainng'"),
         ({"retrieval": ["tatoeba", "wikipedia"]}, "not one of tatoeba"),
         ({"throughput": {"adapter": -1}}, "tokens per second"),
+        ({"throughput": {"adapters": 1000}}, "tokens per second"),
     ],
 )
 def test_bad_grids_are_errors_before_anything_runs(tmp_path, nli_files, panx_files, change, message):
@@ -97,7 +98,7 @@ def test_bad_grids_are_errors_before_anything_runs(tmp_path, nli_files, panx_fil
 def test_plan_counts_jobs_and_tokens(tmp_path, nli_files, panx_files):
     from adapterxl.modeling import load_backbone
 
-    grid = parse_grid(grid_doc(tmp_path, nli_files, panx_files, throughput={"adapter": 1000}))
+    grid = parse_grid(grid_doc(tmp_path, nli_files, panx_files, throughput={"adapter": 1000, "full": 500}))
     rows = plan(grid)
     assert len(rows) == 2 + 2 * 2 * 3 and all(r["status"] == "pending" for r in rows)
     # Hand count: the first 96 MNLI training pairs, tokenized with truncation at 48 tokens, one epoch.
@@ -108,8 +109,15 @@ def test_plan_counts_jobs_and_tokens(tmp_path, nli_files, panx_files):
     )
     row = next(r for r in rows if r["id"] == "tiny-xlmr--mnli--adapter")
     assert row["train_tokens"] == expected
-    assert row["estimate_seconds"] == pytest.approx(expected / 1000 + row["eval_tokens"] / 3000)
+    # Adapter training runs 4N FLOPs per token and evaluation 2N: evaluation at twice the rate.
+    assert row["estimate_seconds"] == pytest.approx(expected / 1000 + row["eval_tokens"] / 2000)
     assert row["throughput_source"] == "configured"
+    full = next(r for r in rows if r["kind"] == "target" and r["mode"] == "full")
+    assert full["estimate_seconds"] == pytest.approx(full["train_tokens"] / 500 + full["eval_tokens"] / 1500)
+    # A measured evaluation throughput replaces the FLOP ratio.
+    grid = parse_grid(grid_doc(tmp_path, nli_files, panx_files, throughput={"adapter": 1000, "evaluation": 4000}))
+    row = next(r for r in plan(grid) if r["id"] == "tiny-xlmr--mnli--adapter")
+    assert row["estimate_seconds"] == pytest.approx(expected / 1000 + row["eval_tokens"] / 4000)
 
 
 def _events(results: Path) -> list[dict]:

@@ -1,0 +1,139 @@
+"""GPU-hours of the paper's whole grid, full fine-tuning against stacked adapters.
+
+The grid is configs/grids/paper-adapters.yaml (9 intermediate tasks x 7 XTREME target tasks, every
+language, BUCC + Tatoeba off every intermediate) in two arms: ``stack`` (an adapter per
+intermediate task, a target adapter stacked on it) and ``full`` (the paper: the whole model per
+intermediate task, then again per target task). Each job's time is
+``adapterxl.cost.run_seconds(train tokens x epochs, evaluation tokens, kind, throughput)``.
+
+Token counts: ``--count`` tokenizes the real datasets with the backbone's tokenizer (the grid's
+``adapterxl plan`` path; needs the Hub or local copies); otherwise the table below: training-set
+sizes from the datasets' cards, XLM-R tokens per example *estimated* from the datasets' published
+mean lengths (not counted: the Hub is unreachable where this was written).
+
+Throughput: ``--throughput FILE`` (rows written by ``benchmarks/training.py mfu --json``, measured on
+the GPU: tokens/s of ``adapter@S`` / ``full@S`` at each job's sequence length), else a projection at
+``--mfu`` of ``--peak-tflops`` (labelled as such, never a measurement).
+
+    python benchmarks/cost_model.py                                  # estimated tokens, projected rates
+    python benchmarks/cost_model.py --throughput h100.json           # measured rates
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# task: (training examples, XLM-R tokens per training example, evaluation examples over all
+# languages and evaluated splits, tokens per evaluation example). Examples: dataset cards / the
+# reference task table. Tokens per example: ESTIMATES (mean words x ~1.3 pieces + specials; QA at
+# one 384-token window per question; multiple choice: every choice's sequence).
+TOKENS = {
+    "anliplus": (1_104_934, 44, 0, 0),  # SNLI ~25, MNLI ~47, ANLI ~100 tokens per pair
+    "mnli": (392_702, 47, 0, 0),
+    "qqp": (363_846, 30, 0, 0),
+    "squad": (87_599, 190, 0, 0),
+    "squad_v2": (130_319, 190, 0, 0),
+    "hellaswag": (39_905, 4 * 70, 0, 0),
+    "ccg": (39_604, 35, 0, 0),
+    "cosmosqa": (25_262, 4 * 130, 0, 0),
+    "csqa": (9_741, 5 * 20, 0, 0),
+    "xnli": (392_702, 47, 15 * (2_490 + 5_010), 55),
+    "pawsx": (49_401, 55, 7 * (2_000 + 2_000), 60),
+    "udpos": (21_253, 30, 250_000, 35),
+    "panx": (20_000, 20, 40 * (10_000 + 10_000), 22),
+    "xquad": (87_599, 190, 11 * 1_190, 210),
+    "mlqa": (87_599, 190, 7 * 5_500 + 49 * 1_000, 230),
+    "tydiqa": (3_696, 300, 9 * 560, 300),
+    # retrieval: forward passes only (both sides): Tatoeba 36 languages x 1,000 pairs x ~15 tokens,
+    # BUCC training corpora ~400k sentences per side for de/fr/ru/zh-en x ~35 tokens
+    "tatoeba": (0, 0, 36 * 2 * 1_000, 15),
+    "bucc2018": (0, 0, 4 * 2 * 400_000, 35),
+}
+
+
+def job_tokens(job) -> tuple[float, float, int]:
+    """(training tokens over all epochs, evaluation tokens, sequence length) of a grid job."""
+    if job.retrieval is not None:
+        task = job.retrieval["task_name"]
+        return 0.0, TOKENS[task][2] * TOKENS[task][3], 128
+    config = job.config
+    train = evaluation = 0.0
+    for name in config.tasks:
+        n_train, per_train, n_eval, per_eval = TOKENS[name]
+        train += n_train * per_train
+        evaluation += n_eval * per_eval
+    epochs = config.training.epochs
+    if config.mode == "fuse":
+        epochs += config.fusion.epochs or config.training.epochs
+    return train * epochs, evaluation, config.data.max_seq_length or 128
+
+
+def rates_for(seq: int, measured: dict | None, args):
+    from adapterxl.cost import XLMR_LARGE, Throughput, projected_throughput
+
+    if measured:
+        best = min({r["seq"] for r in measured["rows"]}, key=lambda s: abs(s - seq))
+        rows = {r["setup"].split("@")[0]: r["tokens_per_s"] for r in measured["rows"] if r["seq"] == best}
+        return Throughput({k: rows[k] for k in ("adapter", "full") if k in rows})
+    return projected_throughput(XLMR_LARGE, seq, args.peak_tflops * 1e12, args.mfu)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--grid", default=str(ROOT / "configs/grids/paper-adapters.yaml"))
+    parser.add_argument("--throughput", help="JSON from benchmarks/training.py mfu --json (measured)")
+    parser.add_argument("--mfu", type=float, default=0.40, help="projection: model FLOP utilisation")
+    parser.add_argument("--peak-tflops", type=float, default=989.0, help="projection: H100 / H200 dense bf16")
+    parser.add_argument("--count", action="store_true", help="tokenize the real datasets (needs them)")
+    args = parser.parse_args()
+
+    from adapterxl.config import read_yaml
+    from adapterxl.cost import run_seconds
+    from adapterxl.grid import count_tokens, parse_grid
+
+    measured = json.loads(Path(args.throughput).read_text()) if args.throughput else None
+    source = (
+        f"measured ({measured['machine']})"
+        if measured
+        else (f"PROJECTED at {args.mfu:.0%} MFU of {args.peak_tflops:.0f} TFLOP/s (not measured)")
+    )
+    doc = read_yaml(args.grid)
+    arms = {
+        "stack": {**doc, "modes": ["stack"], "baselines": ["adapter"]},
+        "full": {**doc, "modes": ["full"], "baselines": ["full"], "per_mode": doc.get("per_mode", {})},
+    }
+    print(f"# grid {args.grid}; throughput {source}; tokens {'counted' if args.count else 'ESTIMATED (table)'}")
+    print("| arm | jobs | training tokens | evaluation tokens | GPU-hours: intermediate | target | retrieval | total |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    totals = {}
+    for arm, grid_doc in arms.items():
+        grid = parse_grid(grid_doc, args.grid)
+        hours = defaultdict(float)
+        train_sum = eval_sum = 0.0
+        for job in grid.jobs:
+            if args.count and job.config is not None:
+                counted = count_tokens(job.config, job.backbone)
+                train, evaluation = counted["train"] * job.config.training.epochs, counted["evaluation"]
+                seq = job.config.data.max_seq_length or 128
+            else:
+                train, evaluation, seq = job_tokens(job)
+            kind = "full" if job.labels["mode"] == "full" else "adapter"
+            seconds = run_seconds(train, evaluation, kind, rates_for(seq, measured, args))
+            hours[job.kind] += seconds / 3600
+            train_sum += train
+            eval_sum += evaluation
+        totals[arm] = sum(hours.values())
+        print(
+            f"| {arm} | {len(grid.jobs)} | {train_sum / 1e9:.2f}G | {eval_sum / 1e9:.2f}G | "
+            f"{hours['intermediate']:.1f} | {hours['target']:.1f} | {hours['retrieval']:.1f} | {totals[arm]:.1f} |"
+        )
+    print(f"# full / stack: {totals['full'] / totals['stack']:.2f}x the GPU-hours")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Training options that trade speed for memory, and what a frozen backbone costs in gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import run_config
+
+from adapterxl import RunConfig, run
+from adapterxl.modeling import load_backbone, setup_mode
+from adapterxl.tasks import get_task
+
+
+@pytest.mark.parametrize("mode", ["adapter", "full"])
+def test_gradient_checkpointing_recomputes_and_trains_the_same_model(tmp_path, nli_files, monkeypatch, mode):
+    import transformers.modeling_utils as modeling_utils
+
+    calls = []
+    original = modeling_utils.checkpoint
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("use_reentrant"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(modeling_utils, "checkpoint", counting)
+    fields = {
+        "task": "mnli",
+        "mode": mode,
+        "data": {"data_files": nli_files["mnli"], "languages": ["en", "de"]},
+        "training": {"epochs": 1, "eval_steps": 4, "learning_rate": 2e-3 if mode != "full" else 2e-4},
+    }
+    plain = run(RunConfig.from_dict(run_config(tmp_path / "a", save_as="plain", **fields)))
+    assert calls == []
+    fields["training"]["gradient_checkpointing"] = True
+    recomputed = run(RunConfig.from_dict(run_config(tmp_path / "b", save_as="recomputed", **fields)))
+    # every layer of every step ran under non-reentrant checkpointing: 13 steps x 2 layers
+    assert len(calls) == 13 * 2 and set(calls) == {False}
+    history = [h for h in recomputed.manifest["dev"]["history"] if "loss" not in h]
+    assert [h["step"] for h in history] == [4, 8, 12, 13]
+    for a, b in zip(history, [h for h in plain.manifest["dev"]["history"] if "loss" not in h], strict=True):
+        assert a == pytest.approx(b, abs=1e-6)
+    for language in ("en", "de"):
+        assert recomputed.metrics[language]["accuracy"] == pytest.approx(plain.metrics[language]["accuracy"], abs=1e-9)
+
+
+def test_bad_gradient_checkpointing_value_is_refused(tmp_path):
+    from adapterxl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="gradient_checkpointing"):
+        RunConfig.from_dict(run_config(tmp_path, task="mnli", training={"gradient_checkpointing": "yes please"}))
+
+
+def test_frozen_weights_get_no_gradient_buffers():
+    """In adapter modes only the adapter and head weights hold gradients: no buffer the size of the
+    embedding matrix (250k x 1024 in XLM-R large) or of any other frozen weight."""
+    model, tokenizer = load_backbone("tiny-xlmr")
+    setup_mode(model, "adapter", "target", get_task("xnli"), "seq_bn", [])
+    batch = tokenizer(["a b c", "d e"], padding=True, return_tensors="pt")
+    model(**batch, labels=torch.tensor([0, 2])).loss.backward()
+    with_grad = {n for n, p in model.named_parameters() if p.grad is not None}
+    assert with_grad == {n for n, p in model.named_parameters() if p.requires_grad}
+    assert with_grad and all(".adapters.target." in n or n.startswith("heads.target.") for n in with_grad)
+    assert model.get_input_embeddings().weight.grad is None

@@ -98,9 +98,10 @@ def test_bad_grids_are_errors_before_anything_runs(tmp_path, nli_files, panx_fil
 def test_plan_counts_jobs_and_tokens(tmp_path, nli_files, panx_files):
     from adapterxl.modeling import load_backbone
 
-    grid = parse_grid(grid_doc(tmp_path, nli_files, panx_files, throughput={"adapter": 1000, "full": 500}))
+    doc = grid_doc(tmp_path, nli_files, panx_files, throughput={"adapter": 1000, "full": 500})
+    grid = parse_grid({**doc, "baselines": ["adapter", "full"]})
     rows = plan(grid)
-    assert len(rows) == 2 + 2 * 2 * 3 and all(r["status"] == "pending" for r in rows)
+    assert len(rows) == 2 + 2 * 2 * 4 and all(r["status"] == "pending" for r in rows)
     # Hand count: the first 96 MNLI training pairs, tokenized with truncation at 48 tokens, one epoch.
     _, tokenizer = load_backbone("tiny-xlmr")
     rows_ = [json.loads(line) for line in Path(nli_files["mnli"]["train"]).read_text().splitlines()][:96]
@@ -113,6 +114,7 @@ def test_plan_counts_jobs_and_tokens(tmp_path, nli_files, panx_files):
     assert row["estimate_seconds"] == pytest.approx(expected / 1000 + row["eval_tokens"] / 2000)
     assert row["throughput_source"] == "configured"
     full = next(r for r in rows if r["kind"] == "target" and r["mode"] == "full")
+    assert full["throughput_source"] == "configured"
     assert full["estimate_seconds"] == pytest.approx(full["train_tokens"] / 500 + full["eval_tokens"] / 1500)
     # A measured evaluation throughput replaces the FLOP ratio.
     grid = parse_grid(grid_doc(tmp_path, nli_files, panx_files, throughput={"adapter": 1000, "evaluation": 4000}))

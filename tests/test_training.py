@@ -62,3 +62,37 @@ def test_frozen_weights_get_no_gradient_buffers():
     assert with_grad == {n for n, p in model.named_parameters() if p.requires_grad}
     assert with_grad and all(".adapters.target." in n or n.startswith("heads.target.") for n in with_grad)
     assert model.get_input_embeddings().weight.grad is None
+
+
+def test_gradient_checkpointing_works_for_adapter_fusion(tmp_path):
+    """The fusion phase (two frozen intermediates + the target adapter) gives the same loss and
+    gradients with activations recomputed."""
+    from adapterxl.modeling import start_fusion
+    from adapterxl.store import StoreEntry
+
+    scratch, _ = load_backbone("tiny-xlmr")
+    entries = []
+    for name in ("inter0", "inter1"):
+        scratch.add_adapter(name, config="seq_bn")
+        scratch.save_adapter(str(tmp_path / name), name, with_head=False, use_safetensors=True)
+        entries.append(StoreEntry(name, tmp_path / name, {"kind": "adapter", "adapter_config": "seq_bn"}))
+    results = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model, tokenizer = load_backbone("tiny-xlmr")
+        core = setup_mode(model, "fuse", "target", get_task("xnli"), "seq_bn", entries)
+        start_fusion(model, core, "target", "dynamic", joint=False)
+        model.train()
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        batch = tokenizer(["a b c d", "d e", "f g h"], padding=True, return_tensors="pt")
+        torch.manual_seed(1)  # the same dropout masks in both runs
+        loss = model(**batch, labels=torch.tensor([0, 2, 1])).loss
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results.append((loss.item(), grads))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    assert any("adapter_fusion_layer" in n for n in grads_a) and grads_a.keys() == grads_b.keys()
+    assert loss_b == pytest.approx(loss_a, abs=1e-6)
+    for name, grad in grads_a.items():
+        torch.testing.assert_close(grads_b[name], grad, atol=1e-6, rtol=1e-5)

@@ -96,9 +96,8 @@ def saved_bytes(model, batch, bf16: bool) -> int:
     storages: dict[int, int] = {}
 
     def pack(t):
-        if t.requires_grad or t.grad_fn is not None or not isinstance(t, torch.nn.Parameter):
-            storage = t.untyped_storage()
-            storages[storage.data_ptr()] = storage.nbytes()
+        storage = t.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
         return t
 
     autocast = torch.autocast(device_type=C.device().type, dtype=torch.bfloat16, enabled=bf16)
@@ -109,7 +108,15 @@ def saved_bytes(model, batch, bf16: bool) -> int:
     return sum(n for ptr, n in storages.items() if ptr not in params)
 
 
-def run(setups: list[Setup], shape: C.Shape, batch_size: int, rounds: int, steps: int) -> None:
+def run(
+    setups: list[Setup],
+    shape: C.Shape,
+    batch_size: int,
+    rounds: int,
+    steps: int,
+    peak_tflops: float = GPU_SPEC_TFLOPS,
+    json_path: str | None = None,
+) -> None:
     print(f"# {C.machine()}", flush=True)
     print(f"# shape {shape}, batch {batch_size}, {rounds} rounds x {steps} steps, interleaved", flush=True)
     states = {}
@@ -156,7 +163,7 @@ def run(setups: list[Setup], shape: C.Shape, batch_size: int, rounds: int, steps
             "examples_per_s": batch_size / per_step,
             "ratio": ratio,
             "mfu_measured": flops / peak,
-            "mfu_spec": flops / (args_peak_tflops * 1e12) if gpu else None,
+            "mfu_spec": flops / (peak_tflops * 1e12) if gpu else None,
             **setup.info,
         }
         results.append(row)
@@ -182,8 +189,8 @@ def run(setups: list[Setup], shape: C.Shape, batch_size: int, rounds: int, steps
     for setup in setups:
         if setup.compile:
             print(f"# {setup.name}: first step (compilation) {setup.info['warmup_s']:.1f} s")
-    if args_json:
-        Path(args_json).write_text(json.dumps({"machine": C.machine(), "rows": results}, indent=2))
+    if json_path:
+        Path(json_path).write_text(json.dumps({"machine": C.machine(), "rows": results}, indent=2))
     del states
     gc.collect()
 
@@ -279,7 +286,6 @@ def overhead(shape: C.Shape, batch_size: int, n_steps: int, rounds: int, lengths
 
 
 def main() -> None:
-    global args_peak_tflops, args_json
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("figure", choices=["modes", "overhead", "levers", "mfu"])
     parser.add_argument("--shape", choices=sorted(C.SHAPES), default="mid")
@@ -295,7 +301,6 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="add torch.compile setups")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args()
-    args_peak_tflops, args_json = args.peak_tflops, args.json
     shape = C.SHAPES[args.shape]
     if args.vocab:
         shape = dataclasses.replace(shape, vocab=args.vocab)
@@ -337,11 +342,8 @@ def main() -> None:
                 ref=f"adapter@{s}",
             )
         )
-    run(setups, shape, batch, args.rounds, args.steps)
+    run(setups, shape, batch, args.rounds, args.steps, args.peak_tflops, args.json)
 
-
-args_peak_tflops = GPU_SPEC_TFLOPS
-args_json = None
 
 if __name__ == "__main__":
     main()

@@ -497,14 +497,20 @@ def _merge(base: dict, override: dict) -> dict:
 
 
 def parse_runs(data: Any, where: str = "config") -> list[RunConfig]:
-    """Turn a parsed YAML document (one run, or ``runs:`` + ``defaults:``) into run configs."""
+    """Turn a parsed YAML document (one run, or ``runs:`` + ``defaults:``; either with a ``tasks:``
+    block declaring tasks) into run configs."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    if "tasks" in data:  # tasks declared in the file, usable by its runs like built-in ones
+        from .tasks import declare_tasks
+
+        declare_tasks(data["tasks"], f"{where}: tasks")
+        data = {k: v for k, v in data.items() if k != "tasks"}
     if "runs" not in data:
         return [RunConfig.from_dict(data, where)]
     extra = [k for k in data if k not in ("runs", "defaults")]
     if extra:
-        raise ConfigError(f"{where}: a pipeline file has only 'runs' and 'defaults', not {extra}")
+        raise ConfigError(f"{where}: a pipeline file has only 'tasks', 'runs' and 'defaults', not {extra}")
     defaults = data.get("defaults") or {}
     runs = data["runs"]
     if not isinstance(runs, list) or not runs:

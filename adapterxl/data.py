@@ -59,7 +59,7 @@ def load_task_data(task: Task, data: DataConfig, train: bool = True, seed: int =
     if train:
         train_ds = _training_mix(task, data, seed)
         dev_ds = load_split(task, "validation", lang, data, data.max_eval_examples, training=True)
-    same_source = task.train_source is None or "validation" in data.data_files
+    same_source = task.train_source is None or "validation" in _files(task, data)
     evaluation = {}
     for language in languages:
         split = task.split_for(language, data.eval_split)
@@ -109,9 +109,14 @@ def _training_mix(task: Task, data: DataConfig, seed: int):
     return datasets.concatenate_datasets(chosen).shuffle(seed=seed)
 
 
+def _files(task: Task, data: DataConfig) -> dict[str, str]:
+    """Local files per split: the run's ``data.data_files`` over a declared task's own."""
+    return {**task.data_files, **data.data_files}
+
+
 def _has_split(task: Task, split: str, data: DataConfig) -> bool:
     src = task.source_for(True)
-    return split in data.data_files or bool(src and split in src.splits)
+    return split in _files(task, data) or bool(src and split in src.splits)
 
 
 def _held_out(task: Task, data: DataConfig, train: bool, seed: int) -> TaskData:
@@ -167,9 +172,10 @@ def with_labels(task: Task, data: DataConfig) -> Task:
 
 def _load_roles(task: Task, split: str, language: str, data: DataConfig, training: bool):
     """The split's rows with role columns (every source concatenated) and where they came from."""
-    if split in data.data_files:
-        parts = [_load_local(data.data_files[split], language, task, split)]
-        mixed = "{lang}" not in data.data_files[split]
+    files = _files(task, data)
+    if split in files:
+        parts = [_load_local(files[split], language, task, split)]
+        mixed = "{lang}" not in files[split]
     else:
         parts = _load_hub(task, split, language, training)
         mixed = True

@@ -39,6 +39,7 @@ from .errors import ConfigError
 
 GRID_KEYS = {
     "grid": "name of the grid (prefix of its store entries)",
+    "tasks": "tasks declared for this grid: {name: {family, languages, data, columns, ...}}",
     "results_dir": "where results, runs and logs go (default results/<grid>)",
     "defaults": "RunConfig fields for every run",
     "per_mode": "RunConfig fields for the runs of one mode: {full: {training: {learning_rate: 1e-5}}}",
@@ -189,6 +190,10 @@ def parse_grid(data: Any, where: str = "grid") -> Grid:
         raise ConfigError(
             f"{where}: unknown key {unknown[0]!r}{_suggest(unknown[0], GRID_KEYS)}; grid keys: {sorted(GRID_KEYS)}"
         )
+    if data.get("tasks") is not None:
+        from .tasks import declare_tasks
+
+        declare_tasks(data["tasks"], f"{where}: tasks")
     name = data.get("grid")
     if not isinstance(name, str) or not NAME_PATTERN.match(name) or "--" in name:
         raise ConfigError(f"{where}: grid: give the grid a name of letters, digits, '_' and '-' (got {name!r})")

@@ -41,7 +41,7 @@ from .modeling import (
     start_fusion,
 )
 from .store import AdapterStore, StoreEntry, model_card
-from .tasks import Task, get_task
+from .tasks import TASKS, Task, declare_tasks, get_task
 from .tasks.common import token_count
 from .training import TaskBatchCollator, multitask_batches, train
 
@@ -296,6 +296,8 @@ def run(config: RunConfig) -> RunResult:
         "tasks": config.tasks,
         "task_family": primary.family.name,
         "labels": list(primary.labels),
+        # tasks declared in YAML travel with the entry, so a later `evaluate` knows them
+        "task_declarations": {t: get_task(t).declaration for t in config.tasks if get_task(t).declaration},
         "mode": config.mode,
         "adapter_config": None if config.mode == "full" else adapter_config,
         "base_model": config.model,
@@ -477,12 +479,15 @@ def evaluate_setup(
     The backbone is the entry's base model unless ``model`` names another location of the same
     model (a local copy). Returns ``{"metrics": {lang: {...}}, "summary": {...}, ...}``.
     """
+    entry = _stored_entry(adapter, model, store)
+    declared = (entry.manifest.get("task_declarations") or {}) if entry else {}
+    if task_name in declared and task_name not in TASKS:  # a declared task, known from the entry
+        declare_tasks({task_name: declared[task_name]}, f"store entry {entry.name!r}: task_declarations")
     task = get_task(task_name)
     if task.kind == "retrieval":
         raise ConfigError(f"task {task.name!r} is a retrieval task: use `adapterxl retrieve` (adapterxl.retrieve)")
     data = data or DataConfig()
     check_data(task, data)
-    entry = _stored_entry(adapter, model, store)
     if entry and not task.labels:  # a task whose label set comes from its training data (CCG)
         task = dataclasses.replace(task, labels=tuple(entry.manifest["labels"]))
     datasets = load_task_data(task, data, train=False).evaluation

@@ -116,6 +116,9 @@ class Task:
     local_only_languages: tuple[str, ...] = ()  # languages the Hub source lacks: local files only
     main_metric: str = ""  # when not the family's (BUCC: f1)
     held_out_dev: int = 0  # no validation split: hold out this many training rows per language
+    # Local files per split ({lang} templated), the defaults of data.data_files (declared tasks).
+    data_files: Mapping[str, str] = field(default_factory=dict)
+    declaration: Mapping | None = None  # a task declared in YAML: its declaration, as written
 
     def source_for(self, training: bool) -> HubSource | None:
         """The Hub source of the training data (train and English dev) or of the evaluation data."""
@@ -441,6 +444,123 @@ TASKS: dict[str, Task] = {
 }
 
 
+# -- tasks declared in YAML ----------------------------------------------------------------------------
+
+# The families a declared task can use, the column roles each needs (and may have), and its metrics.
+DECLARABLE = {
+    "classification": (CLASSIFICATION, ("text", "label"), ("text_pair",), ("accuracy",)),
+    "tagging": (TAGGING, ("tokens", "tags"), (), ("f1", "precision", "recall")),
+    "multiple_choice": (MULTIPLE_CHOICE, ("context", "choices", "label"), ("question",), ("accuracy",)),
+    "qa": (QA, ("context", "question", "answers"), ("id",), ("f1", "exact_match")),
+}
+DECLARATION_KEYS = {
+    "family": f"one of {sorted(DECLARABLE)} (classification: single sentences, or pairs with a text_pair column)",
+    "languages": "the evaluation languages, training language included",
+    "train_language": "the language of the training and dev data (default en)",
+    "kind": "target (zero-shot evaluation over its languages; default with several languages) or intermediate",
+    "data": "local files per split: {train: path/{lang}/train.jsonl, validation: ..., test: ...} (globs allowed)",
+    "hub": "a Hub dataset: {path: owner/name, config: name or {lang} template, splits: {train: train, ...}}",
+    "columns": "which column plays which role: {text: ..., text_pair: ..., label: ...} (defaults: the role names)",
+    "labels": "the label list (default: the sorted labels of the training data)",
+    "metric": "the main metric (default: the family's)",
+    "description": "one line for `adapterxl tasks`",
+}
+BUILTIN_TASKS = frozenset(TASKS)
+
+
+def declare_task(name: str, spec, where: str = "tasks") -> Task:
+    """A :class:`Task` from its YAML declaration; every problem is a ConfigError naming the key."""
+    from ..config import NAME_PATTERN, _suggest
+
+    where = f"{where}.{name}"
+    if not isinstance(name, str) or not NAME_PATTERN.match(name) or "--" in name:
+        raise ConfigError(f"{where}: a task name is letters, digits, '_' and '-' (got {name!r})")
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"{where}: declare a task as a mapping with keys {sorted(DECLARATION_KEYS)}")
+    unknown = [k for k in spec if k not in DECLARATION_KEYS]
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {unknown[0]!r}{_suggest(unknown[0], DECLARATION_KEYS)}; "
+            + "; ".join(f"{k}: {v}" for k, v in DECLARATION_KEYS.items())
+        )
+    family_name = spec.get("family")
+    if family_name not in DECLARABLE:
+        raise ConfigError(f"{where}: family: {DECLARATION_KEYS['family']}, got {family_name!r}")
+    family, required, optional, metrics = DECLARABLE[family_name]
+    languages = spec.get("languages")
+    if not isinstance(languages, list) or not languages or not all(isinstance(x, str) and x for x in languages):
+        raise ConfigError(f"{where}: languages: a non-empty list of language codes, e.g. [en, de, sw]")
+    train_language = spec.get("train_language", "en")
+    if train_language not in languages:
+        raise ConfigError(f"{where}: train_language {train_language!r} is not in languages {languages}")
+    kind = spec.get("kind", "target" if len(languages) > 1 else "intermediate")
+    if kind not in ("target", "intermediate"):
+        raise ConfigError(f"{where}: kind: target or intermediate, got {kind!r}")
+    columns = spec.get("columns") or {}
+    if not isinstance(columns, Mapping) or any(r not in (*required, *optional) for r in columns):
+        raise ConfigError(
+            f"{where}: columns maps the roles of family {family_name} ({', '.join(required)}; optional: "
+            f"{', '.join(optional) or 'none'}) to column names, got {columns!r}"
+        )
+    columns = {role: columns.get(role, role) for role in required} | {r: columns[r] for r in optional if r in columns}
+    labels = spec.get("labels") or ()
+    if family is QA and labels:
+        raise ConfigError(f"{where}: labels: extractive QA has no labels (answers are spans of the context)")
+    if not isinstance(labels, (list, tuple)) or len(set(map(str, labels))) != len(labels):
+        raise ConfigError(f"{where}: labels: a list of distinct labels, got {labels!r}")
+    metric = spec.get("metric", family.main_metric)
+    if metric not in metrics:
+        raise ConfigError(f"{where}: metric {metric!r}: family {family_name} scores {list(metrics)}")
+    files, hub = spec.get("data") or {}, spec.get("hub")
+    if not isinstance(files, Mapping) or any(k not in ("train", "validation", "test") or not isinstance(v, str)
+                                             for k, v in files.items()):  # fmt: skip
+        raise ConfigError(f"{where}: data: {DECLARATION_KEYS['data']}; got {files!r}")
+    source = None
+    if hub is not None:
+        if (
+            not isinstance(hub, Mapping)
+            or not isinstance(hub.get("path"), str)
+            or set(hub) - {"path", "config", "splits", "revision"}
+        ):
+            raise ConfigError(f"{where}: hub: {DECLARATION_KEYS['hub']}; got {hub!r}")
+        splits = hub.get("splits") or {"train": "train", "validation": "validation", "test": "test"}
+        source = HubSource(hub["path"], hub.get("config"), dict(splits), hub.get("revision"))
+    if "train" not in files and not (source and "train" in source.splits):
+        raise ConfigError(f"{where}: no training data: give data.train (local files) or hub (with a train split)")
+    return Task(
+        name=name,
+        family=family,
+        languages=tuple(languages),
+        source=source,
+        columns=columns,
+        labels=tuple(str(x) for x in labels),
+        train_language=train_language,
+        description=spec.get("description") or f"declared {family_name} task ({', '.join(languages)})",
+        kind=kind,
+        main_metric=metric,
+        data_files=dict(files),
+        declaration=dict(spec),
+        no_hub_reason=f"task {name!r} is declared with local files only: give data.data_files for this split",
+    )
+
+
+def declare_tasks(specs, where: str = "tasks") -> list[Task]:
+    """Declare and register the tasks of a ``tasks:`` block (``{name: declaration}``). A name of a
+    built-in task, or a name declared before with another declaration, is a ConfigError."""
+    if not isinstance(specs, Mapping):
+        raise ConfigError(f"{where}: tasks: a mapping {{name: declaration}}")
+    declared = []
+    for name, spec in specs.items():
+        if name in BUILTIN_TASKS:
+            raise ConfigError(f"{where}.{name}: {name!r} is a built-in task; give the declared task another name")
+        task = declare_task(name, spec, where)
+        if name in TASKS and TASKS[name].declaration != task.declaration:
+            raise ConfigError(f"{where}.{name}: task {name!r} is already declared differently in this process")
+        TASKS[name] = task
+        declared.append(task)
+    return declared
+
+
 def get_task(name: str) -> Task:
     """The registry entry ``name``; an unknown name is a ConfigError listing the known ones."""
     try:
@@ -451,4 +571,4 @@ def get_task(name: str) -> Task:
         raise ConfigError(f"unknown task {name!r}{hint}; known tasks: {sorted(TASKS)}") from None
 
 
-__all__ = ["FAMILIES", "TASKS", "HubSource", "Task", "get_task"]
+__all__ = ["FAMILIES", "TASKS", "HubSource", "Task", "declare_task", "declare_tasks", "get_task"]

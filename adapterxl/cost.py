@@ -28,11 +28,6 @@ class EncoderShape:
     hidden: int
     ffn: int
 
-    @classmethod
-    def from_config(cls, config) -> EncoderShape:
-        """The shape of a ``transformers`` encoder config (BERT / RoBERTa / XLM-R style)."""
-        return cls(config.num_hidden_layers, config.hidden_size, config.intermediate_size)
-
     @property
     def matmul_weights(self) -> int:
         """Weights of the encoder's matrix products: q, k, v, o and the two feed-forward layers."""

@@ -297,7 +297,7 @@ def run(config: RunConfig) -> RunResult:
         "task_family": primary.family.name,
         "labels": list(primary.labels),
         # tasks declared in YAML travel with the entry, so a later `evaluate` knows them
-        "task_declarations": {t: get_task(t).declaration for t in config.tasks if get_task(t).declaration},
+        "task_declarations": {name: t.declaration for name, t in tasks.items() if t.declaration},
         "mode": config.mode,
         "adapter_config": None if config.mode == "full" else adapter_config,
         "base_model": config.model,

@@ -174,10 +174,6 @@ def state_bytes(model, opt) -> dict[str, int]:
     return {"weights": weights, "grads": grads, "optimizer": state}
 
 
-def trainable_params(model) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 def peak_flops(dtype: torch.dtype) -> float:
     """Measured matmul peak of this device in ``dtype`` (FLOP/s): a 4096 x 4096 x 4096 product on a
     GPU, 2048 x 2048 x 2048 on a CPU, best of several."""

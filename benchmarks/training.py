@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _common as C  # noqa: E402
 
 from adapterxl.cost import flops_per_token  # noqa: E402
+from adapterxl.modeling import count_parameters  # noqa: E402
 
 GPU_SPEC_TFLOPS = 989.0  # H100 / H200 SXM dense bf16
 
@@ -74,7 +75,7 @@ def prepare(setup: Setup, shape: C.Shape, batch_size: int) -> dict:
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     matmul = sum(p.numel() for n, p in trainable if p.dim() == 2 and "embeddings" not in n)
     setup.info.update(
-        trainable=C.trainable_params(model),
+        trainable=count_parameters(model)["trainable"],
         flops_per_token=flops_per_token(
             shape.encoder, "full" if setup.mode == "full" else "adapter", setup.seq, matmul
         ),

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import DataConfig
-from .errors import DataError
+from .errors import DataError, Origin, at_row
 from .tasks import Task
 
 _BUILDERS = {
@@ -156,18 +156,28 @@ def load_split(
 
 
 def with_labels(task: Task, data: DataConfig) -> Task:
-    """``task`` with a label set: a task without a fixed one (CCG supertags) takes the sorted set of
-    labels found in its English training data."""
+    """``task`` with a label set: a task without a fixed one (CCG supertags, a declared task without
+    ``labels:``) takes the labels found in its training data: the sorted names, or, for labels given
+    as indices, 0..max (multiple choice: one per choice). ``labels_from`` records where they came from."""
     if task.labels or not task.family.has_labels:
         return task
     import dataclasses
     from itertools import chain
 
-    ds, _ = _load_roles(task, "train", task.train_language, data, training=True)
+    ds, where = _load_roles(task, "train", task.train_language, data, training=True)
     column = "tags" if "tags" in ds.column_names else "label"
     values = ds[column]
     found = set(chain.from_iterable(values)) if column == "tags" else set(values)
-    return dataclasses.replace(task, labels=tuple(sorted(str(v) for v in found)))
+    if found and all(isinstance(v, int) and not isinstance(v, bool) for v in found):
+        count = max(found) + 1
+        if "choices" in ds.column_names and len(ds):
+            count = max(count, len(ds[0]["choices"]))
+        labels = tuple(str(i) for i in range(count))
+    else:
+        labels = tuple(sorted(str(v) for v in found if v is not None))
+    if not labels:
+        raise DataError(f"{where}: no labels in the training data of task {task.name!r}: declare them with labels:")
+    return dataclasses.replace(task, labels=labels, labels_from=str(where))
 
 
 def _load_roles(task: Task, split: str, language: str, data: DataConfig, training: bool):
@@ -188,7 +198,9 @@ def _load_roles(task: Task, split: str, language: str, data: DataConfig, trainin
                 lambda i: i.startswith(prefix + "-"), input_columns=id_column, desc=f"Selecting {language}"
             )
             where += f", ids starting with {prefix!r}"
-        selected.append((_select_roles(raw, task, data.columns, where), where))
+        selected.append(
+            (_check_values(_select_roles(raw, task, data.columns, where), task, data.columns, where), where)
+        )
     if len(selected) == 1:
         ds, where = selected[0]
     else:
@@ -224,8 +236,18 @@ def _load_local(template: str, language: str, task: Task, split: str):
     builder = _BUILDERS.get(suffix)
     if builder is None:
         raise DataError(f"{files[0]}: unsupported file type {suffix!r}; use one of {sorted(_BUILDERS)}")
+    other = [f for f in files if Path(f).suffix.lower() != suffix]
+    if other:
+        raise DataError(f"{path!r} matches files of two types ({files[0]}, {other[0]}): one split is one file type")
+    # An empty file has no rows (datasets cannot even read an empty JSON Lines file): skip it; all empty is an error.
+    files = [f for f in files if not _blank(f)]
+    if not files:
+        raise DataError(
+            f"{path} is empty: the {split} split of task {task.name!r} ({language}) needs at least one row "
+            f"(data.data_files.{split})"
+        )
     kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
-    where = files[0] if len(files) == 1 else f"{path} ({len(files)} files)"
+    where = Origin(files[0] if len(files) == 1 else f"{path} ({len(files)} files)", files)
     try:
         ds = datasets.load_dataset(builder, data_files=files, split="train", **kwargs)
     except Exception as exc:  # datasets raises many types for unreadable files
@@ -310,6 +332,48 @@ def _select_roles(ds, task: Task, overrides: dict, where: str):
         }
 
     return ds.map(to_roles, batched=True, remove_columns=ds.column_names, desc="Selecting columns")
+
+
+# Roles whose values are one text per row, and roles whose values are a list of texts per row.
+TEXT_ROLES = ("text", "text_pair", "context", "question")
+TEXT_LIST_ROLES = ("tokens", "choices")
+
+
+def _check_values(ds, task: Task, overrides: dict, where: str):
+    """Every role column has a value in every row, and text roles hold text: a row without one
+    (a JSON Lines line missing the key, an empty CSV cell) is a DataError naming file and line."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = {**task.columns, **overrides}
+    table = ds.with_format("arrow")[:]
+    for role in table.column_names:
+        values = table.column(role)
+        named = f"column {columns.get(role, role)!r} (role {role})"
+        if values.null_count:
+            first = pc.index(pc.is_null(values), True).as_py()
+            raise DataError(
+                f"{at_row(where, first)}: no value for {named} of task {task.name!r}; every row needs one "
+                "(fix the row or drop it)"
+            )
+        kind = values.type
+        if role in TEXT_LIST_ROLES and (pa.types.is_list(kind) or pa.types.is_large_list(kind)):
+            kind = kind.value_type
+        elif role in TEXT_LIST_ROLES:
+            raise DataError(f"{where}: {named} of task {task.name!r} holds {kind}, not a list of texts per row")
+        if role in (*TEXT_ROLES, *TEXT_LIST_ROLES) and not (
+            pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)
+        ):
+            raise DataError(
+                f"{where}: {named} of task {task.name!r} holds {kind} values, not text (e.g. {values[0].as_py()!r}"
+                f" in {at_row(where, 0)}); quote the values, or map the role to a text column with data.columns"
+            )
+    return ds
+
+
+def _blank(path: str) -> bool:
+    with open(path, "rb") as f:
+        return not f.read(4096).strip() and os.path.getsize(path) <= 4096
 
 
 def _first_line(exc: BaseException) -> str:

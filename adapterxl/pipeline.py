@@ -489,7 +489,8 @@ def evaluate_setup(
     data = data or DataConfig()
     check_data(task, data)
     if entry and not task.labels:  # a task whose label set comes from its training data (CCG)
-        task = dataclasses.replace(task, labels=tuple(entry.manifest["labels"]))
+        labels = tuple(entry.manifest["labels"])
+        task = dataclasses.replace(task, labels=labels, labels_from=f"saved with store entry {entry.name!r}")
     datasets = load_task_data(task, data, train=False).evaluation
     backbone, tokenizer = load_backbone(model or entry.base_model)
     head = load_stored(backbone, entry) if entry else backbone.active_head

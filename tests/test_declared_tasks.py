@@ -106,3 +106,111 @@ def test_declaration_errors_name_the_key(tmp_path, topics_dir):
     with pytest.raises(ConfigError, match="already declared differently"):
         parse_runs({"tasks": {"topics3": {**good, "languages": ["en"]}}, **run_config(tmp_path, task="topics3")})
     TASKS.pop("topics3")
+
+
+# -- one declared task of every other family, from local files in two languages ---------------------
+
+COLOURS = {"en": ["red", "blue", "green"], "de": ["rot", "blau", "gruen"]}
+THINGS = {"en": ["car", "house", "tree"], "de": ["auto", "haus", "baum"]}
+SMALL = {"en": ["the", "a", "one"], "de": ["der", "ein", "das"]}
+
+
+def _rows(family: str, language: str, n: int) -> list[dict]:
+    colours, things, small = COLOURS[language], THINGS[language], SMALL[language]
+    rows = []
+    for i in range(n):
+        colour, thing = colours[i % 3], things[(i // 3) % 3]
+        if family == "tagging":  # one word list, one tag per word (names, inferred)
+            words = [small[i % 3], colour, thing] if i % 2 else [thing, small[i % 3], colour]
+            tags = {colour: "COLOUR", thing: "THING"}
+            rows.append({"words": words, "labels": [tags.get(w, "O") for w in words]})
+        elif family == "multiple_choice":  # which of three words is a colour (label: an index, inferred)
+            choices = [thing, things[(i + 1) % 3], small[i % 3]]
+            choices.insert(i % 3, colour)
+            rows.append({"prompt": "colour ?", "options": choices[:3], "answer": i % 3})
+        else:  # extractive QA without an id column: ids are numbered
+            context = f"{small[i % 3]} {thing} {colour} {small[(i + 1) % 3]}"
+            start = len(f"{small[i % 3]} {thing} ")
+            rows.append(
+                {"passage": context, "ask": f"{thing} ?", "answers": {"text": [colour], "answer_start": [start]}}
+            )
+    return rows
+
+
+DECLARATIONS = {
+    "tagging": {"columns": {"tokens": "words", "tags": "labels"}},
+    "multiple_choice": {"columns": {"context": "prompt", "choices": "options", "label": "answer"}},
+    "qa": {"columns": {"context": "passage", "question": "ask"}},
+}
+
+
+@pytest.fixture(scope="module")
+def family_tasks(tmp_path_factory) -> dict:
+    """A declaration per family (tagging, multiple choice, QA), en + de JSON Lines files."""
+    root = tmp_path_factory.mktemp("families")
+    out = {}
+    for family, extra in DECLARATIONS.items():
+        for language in ("en", "de"):
+            for split, n in (("train", 72 if language == "en" else 0), ("validation", 18)):
+                if n:
+                    rows = _rows(family, language, n)
+                    path = root / family / language / f"{split}.jsonl"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        files = {split: f"{root}/{family}/{{lang}}/{split}.jsonl" for split in ("train", "validation")}
+        out[f"my_{family}"] = {"family": family, "languages": ["en", "de"], "data": files, **extra}
+    return out
+
+
+def test_every_family_declared_trains_as_intermediate_and_as_stacked_target(tmp_path, family_tasks):
+    for name in family_tasks:
+        TASKS.pop(name, None)
+    store = str(tmp_path / "store")
+    names = list(family_tasks)  # my_tagging, my_multiple_choice, my_qa
+
+    def config(task, save_as, **fields):
+        data = {"doc_stride": 16, "max_query_length": 16} if task == "my_qa" else {}
+        training = {"epochs": 3, "batch_size": 8, "learning_rate": 1e-2, **fields.pop("training", {})}
+        return run_config(tmp_path, task=task, save_as=save_as, store=store, data=data, training=training, **fields)
+
+    runs = [config(n, f"{n}-adapter") for n in names]
+    # Each family as a target stacked on the next family's adapter (tagging on multiple choice, ...).
+    runs += [
+        config(n, f"{n}-stacked", mode="stack", intermediate=[f"{names[(i + 1) % 3]}-adapter"])
+        for i, n in enumerate(names)
+    ]
+    runs += [
+        config(names[:2], "mixture"),  # a multi-task intermediate adapter
+        config("my_qa", "qa-fused", mode="fuse", intermediate=["my_tagging-adapter", "mixture"], fusion={"epochs": 1}),
+        config("my_tagging", "tagging-full", mode="full", training={"epochs": 3, "learning_rate": 1e-3}),
+    ]
+    path = tmp_path / "runs.yaml"
+    path.write_text(yaml.safe_dump({"tasks": family_tasks, "runs": runs}), encoding="utf-8")
+    results = {r.name: r for r in (run(config) for config in load_runs(path))}
+
+    metric = {"my_tagging": "f1", "my_multiple_choice": "accuracy", "my_qa": "f1"}
+    for name in names:
+        for setup in (f"{name}-adapter", f"{name}-stacked"):
+            result = results[setup]
+            assert set(result.metrics) == {"en", "de"}  # the training language and a zero-shot one
+            assert all(0.0 <= m[metric[name]] <= 100.0 for m in result.metrics.values())
+            assert result.manifest["task_declarations"] == {name: family_tasks[name]}
+    assert results["my_tagging-adapter"].manifest["labels"] == ["COLOUR", "O", "THING"]  # inferred, sorted
+    assert results["my_multiple_choice-adapter"].manifest["labels"] == ["0", "1", "2"]  # indices: one per choice
+    # The English tasks are learnt (dev scores), and the stacked setup holds the intermediate adapter.
+    learnt = {"my_tagging": 80.0, "my_multiple_choice": 90.0, "my_qa": 90.0}  # chance: ~30, 33, ~20
+    for name in names:
+        assert results[f"{name}-adapter"].metrics["en"][metric[name]] >= learnt[name]
+        assert results[f"{name}-stacked"].metrics["en"][metric[name]] >= learnt[name]
+    assert results["tagging-full"].metrics["en"]["f1"] >= learnt["my_tagging"]
+    assert "my_multiple_choice-adapter" in json.dumps(results["my_tagging-stacked"].manifest["setup"])
+    assert set(results["mixture"].metrics) == {"my_tagging", "my_multiple_choice"}
+    assert set(results["qa-fused"].metrics) == {"en", "de"} and set(results["tagging-full"].metrics) == {"en", "de"}
+
+    # Store entries carry a model card naming the declared task, and evaluate in a fresh registry.
+    card = (tmp_path / "store" / "my_qa-stacked" / "README.md").read_text(encoding="utf-8")
+    assert "my_qa" in card and "declared qa task" in card
+    for name in names:
+        TASKS.pop(name)
+    again = evaluate_setup("my_qa", adapter="my_qa-stacked", store=store)
+    assert again["metrics"]["de"] == pytest.approx(results["my_qa-stacked"].metrics["de"])

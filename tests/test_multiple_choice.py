@@ -46,9 +46,7 @@ def test_copa_questions_become_prompts(tmp_path):
 def test_a_row_with_another_choice_count_is_an_error(tmp_path):
     rows = choice_examples("en", 2, seed=5, schema="hellaswag")
     rows[1]["endings"] = rows[1]["endings"][:3]
-    with pytest.raises(
-        DataError, match=r"row 1 \(line 2 .*'hellaswag' has 3 choices, but the task's head scores exactly 4"
-    ):
+    with pytest.raises(DataError, match=r"hellaswag.jsonl, line 2: 3 choices, but task 'hellaswag' scores exactly 4"):
         _load(tmp_path, "hellaswag", rows)
 
 

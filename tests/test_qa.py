@@ -120,7 +120,7 @@ def test_answer_offset_that_does_not_match_names_the_question(tmp_path):
     row = qa_examples("en", 1, seed=1)[0]
     row["answers"]["answer_start"] = [row["answers"]["answer_start"][0] + 1]
     with pytest.raises(
-        DataError, match=rf"answer .* of question '{row['id']}' \(row 0\) of task 'squad' does not match"
+        DataError, match=rf"qa.jsonl, line 1: question '{row['id']}': answer 'garden' does not match its context"
     ):
         _load(tmp_path, [row])
 

@@ -59,14 +59,14 @@ def test_predictions_map_back_to_words_and_truncated_words_count_as_o(tmp_path):
 
 def test_token_and_tag_count_mismatch_names_the_sentence(tmp_path):
     rows = [{"tokens": ["a"], "ner_tags": ["O"]}, {"tokens": ["a", "b"], "ner_tags": ["O"]}]
-    with pytest.raises(DataError, match=r"sentence 1 \(line 2 .*'panx' has 2 tokens but 1 tags"):
+    with pytest.raises(DataError, match=r"d.jsonl, line 2: the sentence has 2 tokens but 1 tags \(task .panx.\)"):
         _dataset(tmp_path, rows)
 
 
 def test_unknown_tag_is_an_error(tmp_path):
-    with pytest.raises(DataError, match=r"tag 'B-MISC' in sentence 0 .* not in the tag set of task 'panx'"):
+    with pytest.raises(DataError, match=r"d.jsonl, line 1: tag 'B-MISC' is not in the tag set of task 'panx'"):
         _dataset(tmp_path, [{"tokens": ["a"], "ner_tags": ["B-MISC"]}])
-    with pytest.raises(DataError, match=r"tag 17 in sentence 0"):
+    with pytest.raises(DataError, match=r"line 1: tag 17 is not in the tag set"):
         _dataset(tmp_path, [{"tokens": ["a"], "pos_tags": [17]}], task="udpos")
 
 

@@ -119,6 +119,7 @@ class Task:
     # Local files per split ({lang} templated), the defaults of data.data_files (declared tasks).
     data_files: Mapping[str, str] = field(default_factory=dict)
     declaration: Mapping | None = None  # a task declared in YAML: its declaration, as written
+    labels_from: str = ""  # labels read from training data (data.with_labels): where from
 
     def source_for(self, training: bool) -> HubSource | None:
         """The Hub source of the training data (train and English dev) or of the evaluation data."""
@@ -131,6 +132,13 @@ class Task:
     @property
     def metric(self) -> str:
         return self.main_metric or self.family.main_metric
+
+    def unseen_label_hint(self) -> str:
+        """For messages about a label outside the label set: why, when the set was read from training data."""
+        if not self.labels_from:
+            return ""
+        fix = "list every label under labels: in the task's declaration" if self.declaration else "add it there"
+        return f"; these are the labels of its training data ({self.labels_from}), which never has this one: {fix}"
 
 
 SQUAD = HubSource("rajpurkar/squad", "plain_text", {"train": "train", "validation": "validation"})

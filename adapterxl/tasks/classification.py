@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, at_row
 from .common import PaddingCollator, argmax_accuracy, head_problem, logit_rows
 
 if TYPE_CHECKING:
@@ -40,10 +40,9 @@ def normalize_labels(ds: Dataset, task: Task, where: str, column: str = "label")
     if bad:
         row = next(i for i, v in enumerate(ds[column]) if v in bad)
         raise DataError(
-            f"{where}: label {bad[0]!r} (row {row}, line {row + 1} of a JSON Lines file) is not in "
-            f"the label set of task {task.name!r}: {list(labels)} (or their indices "
-            f"0..{len(labels) - 1}; -1 marks a row without gold label). Fix the data or the "
-            f"column mapping (data.columns.{column})."
+            f"{at_row(where, row)}: label {bad[0]!r} is not in the label set of task {task.name!r}: "
+            f"{list(labels)} (or their indices 0..{len(labels) - 1}; -1 marks a row without gold label)"
+            f"{task.unseen_label_hint()}. Fix the data or the column mapping (data.columns.{column})."
         )
     if MISSING_LABEL in mapping.values():
         ds = ds.filter(lambda v: mapping[v] != MISSING_LABEL, input_columns=column)

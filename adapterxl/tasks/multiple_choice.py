@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, at_row
 from .classification import normalize_labels
 from .common import PaddingCollator, argmax_accuracy, head_problem, logit_rows
 
@@ -40,8 +40,8 @@ class MultipleChoiceFamily:
         for row, choices in enumerate(ds["choices"]):
             if len(choices) != n:
                 raise DataError(
-                    f"{where}: row {row} (line {row + 1} of a JSON Lines file) of task {task.name!r} has "
-                    f"{len(choices)} choices, but the task's head scores exactly {n}"
+                    f"{at_row(where, row)}: {len(choices)} choices, but task {task.name!r} scores exactly {n} "
+                    f"(one per label: {list(task.labels)})"
                 )
         if task.question_prompts and "question" in ds.column_names:
             prompts = task.question_prompts

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, at_row
 from ..metrics import qa_scores, squad_v2_scores
 from .common import PaddingCollator, head_problem, valid_lengths
 
@@ -45,23 +45,36 @@ class QAFamily:
         """Check that every answer is found at its offset in its context (and that only SQuAD v2
         style tasks have questions without answers)."""
         unanswerable_ok = task.qa_script == "squad_v2"
+        answers_type = ds.features["answers"]
+        fields = answers_type.keys() if isinstance(answers_type, dict) else getattr(answers_type, "feature", {})
+        if not {"text", "answer_start"} <= set(fields):
+            raise DataError(
+                f"{where}: the answers of task {task.name!r} must be SQuAD-style "
+                '{"text": [answer, ...], "answer_start": [character offset, ...]} per question; got '
+                + f"{answers_type}"
+            )
+        if "id" not in ds.column_names:  # no id column declared: number the questions
+            ds = ds.add_column("id", [str(i) for i in range(len(ds))])
+        seen: dict[str, int] = {}
         for row, (qid, context, answers) in enumerate(zip(ds["id"], ds["context"], ds["answers"], strict=True)):
+            at = f"{at_row(where, row)}: question {qid!r}"
+            if qid in seen:
+                raise DataError(f"{at} repeats the id of {at_row(where, seen[qid])}; question ids must be unique")
+            seen[qid] = row
             texts, starts = answers["text"], answers["answer_start"]
             if len(texts) != len(starts):
-                raise DataError(
-                    f"{where}: question {qid!r} (row {row}) has {len(texts)} answer texts but {len(starts)} offsets"
-                )
+                raise DataError(f"{at} has {len(texts)} answer texts but {len(starts)} offsets")
             if not texts and not unanswerable_ok:
                 raise DataError(
-                    f"{where}: question {qid!r} (row {row}) of task {task.name!r} has no answer; only SQuAD v2 "
-                    "style tasks (squad_v2) may have unanswerable questions"
+                    f"{at} of task {task.name!r} has no answer; only SQuAD v2 style tasks (squad_v2) may have "
+                    "unanswerable questions"
                 )
             for text, start in zip(texts, starts, strict=True):
                 found = context[start : start + len(text)]
                 if found != text:
                     raise DataError(
-                        f"{where}: answer {text!r} of question {qid!r} (row {row}) of task {task.name!r} does not "
-                        f"match its context at offset {start} (the context has {found!r} there); fix answer_start"
+                        f"{at}: answer {text!r} does not match its context at offset {start} (the context has "
+                        f"{found!r} there); fix answer_start"
                     )
         return ds
 

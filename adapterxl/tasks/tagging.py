@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, at_row
 from ..metrics import tagging_scores
 from .common import PaddingCollator, head_problem, valid_lengths
 
@@ -49,8 +49,8 @@ class TaggingFamily:
         for row, (n_tokens, n_tags) in enumerate(zip(lengths["n_tokens"], lengths["n_tags"], strict=True)):
             if n_tokens != n_tags:
                 raise DataError(
-                    f"{where}: sentence {row} (line {row + 1} of a JSON Lines file) of task {task.name!r} has "
-                    f"{n_tokens} tokens but {n_tags} tags; every token needs exactly one tag"
+                    f"{at_row(where, row)}: the sentence has {n_tokens} tokens but {n_tags} tags (task "
+                    f"{task.name!r}); every token needs exactly one tag"
                 )
         values = set(chain.from_iterable(ds["tags"]))
         index = {}
@@ -63,8 +63,8 @@ class TaggingFamily:
                 row = next(i for i, tags in enumerate(ds["tags"]) if value in tags)
                 shown = list(labels) if len(labels) <= 40 else f"{len(labels)} labels"
                 raise DataError(
-                    f"{where}: tag {value!r} in sentence {row} (line {row + 1}) is not in the tag set of task "
-                    f"{task.name!r}: {shown} (or their indices)"
+                    f"{at_row(where, row)}: tag {value!r} is not in the tag set of task {task.name!r}: {shown} "
+                    f"(or their indices){task.unseen_label_hint()}"
                 )
         ds = ds.filter(lambda tokens: len(tokens) > 0, input_columns="tokens")
         if any(k != v for k, v in index.items()):

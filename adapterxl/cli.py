@@ -290,13 +290,21 @@ def translate(task, translation_model, languages, out_dir, split, data_files, ma
 
 
 @main.command()
-def tasks() -> None:
-    """List the tasks adapterxl knows."""
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
+@_friendly_errors
+def tasks(files: tuple[str, ...]) -> None:
+    """List the tasks adapterxl knows, and those declared in FILES (the tasks: blocks of run-config or
+    grid files), after checking their declarations."""
+    from .config import load_task_declarations
     from .tasks import TASKS
 
+    declared = {task.name: path for path in files for task in load_task_declarations(path)}
+    width = max(len(name) for name in TASKS)
     for task in TASKS.values():
+        where = f"  [declared in {declared[task.name]}]" if task.name in declared else ""
         click.echo(
-            f"{task.name:8} {task.kind:12} {task.family.name:15} {len(task.languages):2} lang  {task.description}"
+            f"{task.name:{width}} {task.kind:12} {task.family.name:15} {len(task.languages):2} lang  "
+            f"{task.description}{where}"
         )
 
 

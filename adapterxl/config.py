@@ -542,6 +542,17 @@ def load_runs(path: str | Path, overrides: dict[str, Any] | None = None) -> list
     return parse_runs(data, str(path))
 
 
+def load_task_declarations(path: str | Path) -> list:
+    """Declare (register) the tasks of the ``tasks:`` block of a run-config, grid or task file and
+    return them; a file without one is a ConfigError."""
+    from .tasks import declare_tasks
+
+    data = read_yaml(path)
+    if not isinstance(data, dict) or "tasks" not in data:
+        raise ConfigError(f"{path}: no tasks: block (tasks: {{name: {{family: ..., languages: [...], ...}}}})")
+    return declare_tasks(data["tasks"], f"{path}: tasks")
+
+
 def apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
     """Apply ``{"training.learning_rate": 1e-4}``-style overrides to every run of a document."""
     nested: dict = {}

@@ -366,7 +366,8 @@ def _check_values(ds, task: Task, overrides: dict, where: str):
         ):
             raise DataError(
                 f"{where}: {named} of task {task.name!r} holds {kind} values, not text (e.g. {values[0].as_py()!r}"
-                f" in {at_row(where, 0)}); quote the values, or map the role to a text column with data.columns"
+                f" in {at_row(where, 0)}): is it the right column? Map the role to a text column with data.columns "
+                "(or a declared task's columns:)"
             )
     return ds
 

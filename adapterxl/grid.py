@@ -74,8 +74,13 @@ class Job:
     def describe(self) -> dict:
         """What defines the job's result; a finished job whose description changed is stale."""
         if self.config is not None:
+            from .tasks import TASKS
+
             spec = self.config.to_dict()
             spec.pop("overwrite", None)
+            declared = {t: TASKS[t].declaration for t in self.config.tasks if t in TASKS and TASKS[t].declaration}
+            if declared:  # a declared task is defined by its declaration (data files, columns, labels)
+                spec["task_declarations"] = declared
             return spec
         return dict(self.retrieval or {})
 

@@ -233,6 +233,13 @@ def model_card(manifest: dict) -> str:
         "language": languages,
         "model-index": [{"name": manifest["name"], "results": _card_results(manifest, tasks)}],
     }
+    declared = manifest.get("task_declarations") or {}
+    declaration = ""
+    if declared:  # tasks declared in YAML: how to declare them again, to train or evaluate elsewhere
+        text = yaml.safe_dump({"tasks": declared}, sort_keys=False, allow_unicode=True).strip()
+        declaration = (
+            f"\n## Task declaration\n\nDeclared in YAML (paths as on the training machine):\n\n```yaml\n{text}\n```\n"
+        )
     composition = manifest.get("composition") or " -> ".join(manifest.get("setup") or [manifest["name"]])
     if manifest["kind"] == "adapter":
         load = f'model.load_adapter("PATH", load_as="{manifest["name"]}", set_active=True, use_safetensors=True)'
@@ -264,7 +271,7 @@ model = AutoAdapterModel.from_pretrained("{manifest["base_model"]}")
 {rows}
 
 {footer}
-"""
+{declaration}"""
 
 
 def _card_results(manifest: dict, tasks: list) -> list[dict]:

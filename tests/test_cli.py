@@ -18,6 +18,25 @@ def test_tasks_lists_the_registry(cli):
     assert "xnli" in result.output and "pawsx" in result.output and "mnli" in result.output
 
 
+def test_tasks_lists_tasks_declared_in_files(cli, tmp_path):
+    from adapterxl.tasks import TASKS
+
+    TASKS.pop("headlines", None)
+    spec = {"family": "classification", "languages": ["en", "sw"], "data": {"train": "x/{lang}.jsonl"},
+            "description": "news topics"}  # fmt: skip
+    path = tmp_path / "tasks.yaml"
+    path.write_text(yaml.safe_dump({"tasks": {"headlines": spec}}), encoding="utf-8")
+    result = cli.invoke(main, ["tasks", str(path)])
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("headlines"))
+    assert line.split()[:5] == ["headlines", "target", "classification", "2", "lang"]
+    assert line.endswith(f"news topics  [declared in {path}]")
+    TASKS.pop("headlines")
+    path.write_text(yaml.safe_dump({"tasks": {"headlines": {**spec, "family": "regression"}}}), encoding="utf-8")
+    result = cli.invoke(main, ["tasks", str(path)])
+    assert result.exit_code == 2 and "headlines: family:" in result.output and "Traceback" not in result.output
+
+
 def test_bad_input_is_one_clean_error_line(cli, tmp_path):
     result = cli.invoke(main, ["train", "--task", "xnl", "--store", str(tmp_path)])
     assert result.exit_code == 2

@@ -11,9 +11,9 @@ from conftest import run_config
 
 from adapterxl import run
 from adapterxl.config import load_runs, parse_runs
-from adapterxl.errors import ConfigError
+from adapterxl.errors import ConfigError, DataError
 from adapterxl.pipeline import evaluate_setup
-from adapterxl.tasks import TASKS, declare_task
+from adapterxl.tasks import TASKS, declare_task, declare_tasks
 
 # A topic classifier: headlines about sport / weather / money in three languages.
 WORDS = {
@@ -210,7 +210,148 @@ def test_every_family_declared_trains_as_intermediate_and_as_stacked_target(tmp_
     # Store entries carry a model card naming the declared task, and evaluate in a fresh registry.
     card = (tmp_path / "store" / "my_qa-stacked" / "README.md").read_text(encoding="utf-8")
     assert "my_qa" in card and "declared qa task" in card
+    declared_in_card = yaml.safe_load(card.split("```yaml\n")[-1].split("```")[0])
+    assert declared_in_card == {"tasks": {"my_qa": family_tasks["my_qa"]}}
     for name in names:
         TASKS.pop(name)
     again = evaluate_setup("my_qa", adapter="my_qa-stacked", store=store)
     assert again["metrics"]["de"] == pytest.approx(results["my_qa-stacked"].metrics["de"])
+
+
+# -- bad data: one clear error each, naming file and line, before any model is loaded -----------------
+
+
+def _write(path, text: str) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def _lines(rows) -> str:
+    return "".join(json.dumps(r) + "\n" for r in rows)
+
+
+def _break_topics(root, case: str) -> str:
+    """Damage the topic data one way; returns the message expected (a regex)."""
+    fr, de, en = root / "fr" / "validation.jsonl", root / "de" / "validation.jsonl", root / "en" / "train.jsonl"
+    rows = [json.loads(line) for line in fr.read_text(encoding="utf-8").splitlines()]
+    if case == "missing file":
+        fr.unlink()
+        return rf"no file matches '{fr}' \(data.data_files.validation of task 'topics', language 'fr'\)"
+    if case == "missing column":
+        _write(de, _lines({"title": r["headline"], "topic": r["topic"]} for r in rows))
+        return rf"{de}: missing column\(s\) 'headline' \(role text\)"
+    if case == "unseen label":
+        rows[3]["topic"] = "science"
+        _write(fr, "\n" + _lines(rows))  # a blank first line: JSON Lines rows are not lines
+        return (
+            rf"{fr}, line 5: label 'science' is not in the label set of task 'topics': \['money', 'sport', 'weather'\]"
+            rf".*labels of its training data \({en}\), which never has this one: list every label under labels:"
+        )
+    if case == "empty split":
+        _write(en, "\n")
+        return rf"{en} is empty: the train split of task 'topics' \(en\) needs at least one row"
+    if case == "row without text":
+        del rows[2]["headline"]
+        _write(de, _lines(rows))
+        return rf"{de}, line 3: no value for column 'headline' \(role text\) of task 'topics'"
+    if case == "csv":
+        quoted = '"a headline\nover two lines"'
+        _write(fr, f"headline,topic\n{quoted},sport\nrain today,weather\nbank news,finance\n")
+        fr.rename(fr.with_suffix(".csv"))
+        return r"validation.csv, line 5: label 'finance' is not in the label set"  # header + two-line field
+    if case == "numbers as text":
+        _write(fr.with_suffix(".csv"), "headline,topic\n1,sport\n2,money\n")
+        fr.unlink()
+        return r"validation.csv: column 'headline' \(role text\) of task 'topics' holds int64 values, not text"
+    raise AssertionError(case)
+
+
+BAD_DATA = ["missing file", "missing column", "unseen label", "empty split", "row without text", "csv",
+            "numbers as text"]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD_DATA)
+def test_bad_data_is_one_clear_error_before_any_model_loads(tmp_path, topics_dir, case, monkeypatch):
+    import adapterxl.pipeline
+
+    TASKS.pop("topics", None)
+    expected = _break_topics(topics_dir, case)
+    spec = declaration(topics_dir)
+    if case in ("csv", "numbers as text"):
+        spec["data"]["validation"] = spec["data"]["validation"].replace(".jsonl", ".{ext}")
+        spec["data"]["validation"] = spec["data"]["validation"].replace("{ext}", "*")  # a glob: jsonl or csv
+    monkeypatch.setattr(adapterxl.pipeline, "load_backbone", lambda *a: pytest.fail("a model was loaded"))
+    (config,) = parse_runs({"tasks": {"topics": spec}, **run_config(tmp_path, task="topics", save_as="t")})
+    with pytest.raises(DataError, match=expected):
+        run(config)
+    assert not (tmp_path / "store" / "t").exists()
+    TASKS.pop("topics")
+
+
+def test_bad_rows_of_declared_tagging_and_qa_tasks_name_file_and_line(tmp_path, family_tasks):
+    tagging = {**family_tasks["my_tagging"], "data": {"train": _write(tmp_path / "tags.jsonl", _lines([
+        {"words": ["red", "car"], "labels": ["COLOUR", "THING"]},
+        {"words": ["a", "blue", "tree"], "labels": ["O", "COLOUR"]},
+    ]))}}  # fmt: skip
+    answers = {"text": ["red"], "answer_start": [4]}
+    qa = {**family_tasks["my_qa"], "columns": {**family_tasks["my_qa"]["columns"], "id": "qid"},
+          "data": {"train": _write(tmp_path / "qa.jsonl", _lines([
+              {"qid": "q1", "passage": "car red", "ask": "colour?", "answers": answers},
+              {"qid": "q1", "passage": "car red", "ask": "colour?", "answers": answers},
+          ]))}}  # fmt: skip
+    from adapterxl.config import DataConfig
+    from adapterxl.data import load_split, with_labels
+
+    for name, spec, expected in [
+        ("bad_tags", tagging, r"tags.jsonl, line 2: the sentence has 3 tokens but 2 tags \(task 'bad_tags'\)"),
+        ("bad_ids", qa, r"qa.jsonl, line 2: question 'q1' repeats the id of .*qa.jsonl, line 1; question ids"),
+    ]:
+        TASKS.pop(name, None)
+        task = with_labels(declare_tasks({name: spec})[0], DataConfig())
+        with pytest.raises(DataError, match=expected):
+            load_split(task, "train", "en", DataConfig())
+        TASKS.pop(name)
+
+
+def test_declared_tasks_in_a_grid_run_to_a_report(tmp_path, topics_dir, family_tasks):
+    from adapterxl.grid import load_grid, run_grid
+    from adapterxl.report import build_report
+
+    for name in ("topics", "my_tagging"):
+        TASKS.pop(name, None)
+    doc = {
+        "grid": "mine",
+        "results_dir": str(tmp_path / "results"),
+        "tasks": {"topics": declaration(topics_dir), "my_tagging": family_tasks["my_tagging"]},
+        "defaults": {"model": "tiny-xlmr", "store": str(tmp_path / "store"), "data": {"max_seq_length": 32},
+                     "training": {"epochs": 2, "batch_size": 8, "learning_rate": 5e-3}},
+        "intermediates": ["my_tagging"],
+        "targets": ["topics"],
+        "modes": ["stack"],
+        "baselines": ["adapter"],
+        "seeds": [1],
+    }  # fmt: skip
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    grid = load_grid(path)
+    assert run_grid(grid, progress=False) == {"done": 3, "failed": 0, "blocked": 0, "skipped": 0}
+    target = next(j for j in grid.jobs if j.kind == "target" and j.labels.get("intermediate") == "my_tagging")
+    assert target.describe()["task_declarations"] == {"topics": declaration(topics_dir)}  # data changes: stale
+
+    report = build_report(grid.results_dir, plots=False)
+    rows = {(r["target"], r["setup"]): r for r in report["rows"]}
+    assert {target for target, _ in rows} == {"topics"} and len(rows) == 2  # stacked on my_tagging + baseline
+    assert all(set(r["languages"]) == {"en", "de", "fr"} for r in rows.values())
+    assert "topics" in report["report"].read_text(encoding="utf-8")
+
+    # Changing a declared task's data makes its finished jobs stale.
+    TASKS.pop("topics")
+    TASKS.pop("my_tagging")
+    doc["tasks"]["topics"]["data"]["validation"] = doc["tasks"]["topics"]["data"]["validation"].replace("{lang}", "en")
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    stale = load_grid(path).stale()
+    assert stale and all(keys == ["task_declarations.topics.data.validation"] for keys in stale.values())
+    assert len(stale) == 2  # the two topics jobs; the my_tagging intermediate is unchanged
+    for name in ("topics", "my_tagging"):
+        TASKS.pop(name)

@@ -95,6 +95,7 @@ def test_declaration_errors_name_the_key(tmp_path, topics_dir):
         ({**good, "metric": "f1"}, "metric 'f1'.*accuracy"),
         ({**good, "data": {"validation": good["data"]["validation"]}}, "no training data"),
         ({**good, "labels": ["a", "a"]}, "distinct labels"),
+        ({**good, "columns": {"text": ["a", "b"]}}, "columns.text: a column name"),
     ]
     for spec, message in cases:
         with pytest.raises(ConfigError, match=message):
@@ -355,3 +356,23 @@ def test_declared_tasks_in_a_grid_run_to_a_report(tmp_path, topics_dir, family_t
     assert len(stale) == 2  # the two topics jobs; the my_tagging intermediate is unchanged
     for name in ("topics", "my_tagging"):
         TASKS.pop(name)
+
+
+def test_the_shipped_news_topics_example_runs(tmp_path, monkeypatch):
+    """configs/news-topics.yaml (the README's worked example) as a user runs it, from the repository root."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(root)  # its data paths are relative to the repository root
+    TASKS.pop("news_topics", None)
+    overrides = {"store": str(tmp_path / "store"), "output_dir": str(tmp_path / "run"), "training.epochs": 2}
+    (config,) = load_runs("configs/news-topics.yaml", overrides)
+    result = run(config)
+    assert set(result.metrics) == {"en", "de", "fr", "es"}
+    assert result.manifest["labels"] == ["economy", "science", "sport", "weather"]
+    assert result.manifest["data_sizes"] == {"train": 80, "dev": 24, "evaluation": dict.fromkeys(result.metrics, 24)}
+    for language in ("en", "de", "fr", "es"):  # 6 headlines per topic, the same 24 in every language
+        rows = [json.loads(x) for x in (root / f"configs/data/news_topics/{language}/validation.jsonl").open()]
+        assert sorted(r["topic"] for r in rows) == sorted(["economy", "science", "sport", "weather"] * 6)
+    assert (tmp_path / "store" / "news-topics" / "README.md").is_file()
+    TASKS.pop("news_topics")

@@ -510,7 +510,14 @@ def declare_task(name: str, spec, where: str = "tasks") -> Task:
             f"{where}: columns maps the roles of family {family_name} ({', '.join(required)}; optional: "
             f"{', '.join(optional) or 'none'}) to column names, got {columns!r}"
         )
+    for role, column in columns.items():
+        several = role == "choices" and isinstance(column, list) and column and all(isinstance(c, str) for c in column)
+        if not (isinstance(column, str) and column) and not several:
+            raise ConfigError(
+                f"{where}: columns.{role}: a column name (choices may also list one column per choice), got {column!r}"
+            )
     columns = {role: columns.get(role, role) for role in required} | {r: columns[r] for r in optional if r in columns}
+    columns = {role: tuple(c) if isinstance(c, list) else c for role, c in columns.items()}
     labels = spec.get("labels") or ()
     if family is QA and labels:
         raise ConfigError(f"{where}: labels: extractive QA has no labels (answers are spans of the context)")

@@ -414,6 +414,16 @@ def _suggest(value: str, choices) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def check_keys(data, known, where: str, described: bool = False) -> None:
+    """A key of ``data`` not in ``known`` is a ConfigError naming it, the closest known key and the
+    known keys (``described``: ``known`` maps each key to what it means, listed too)."""
+    unknown = [k for k in data if k not in known]
+    if unknown:
+        key = unknown[0]
+        listing = "; ".join(f"{k}: {v}" for k, v in known.items()) if described else f"valid keys: {sorted(known)}"
+        raise ConfigError(f"{where}: unknown key {key!r}{_suggest(key, known)}; {listing}")
+
+
 def _check_type(value: Any, hint: Any, where: str) -> Any:
     """Check ``value`` against a simple type hint; ints are accepted where floats are."""
     origin = typing.get_origin(hint)
@@ -462,10 +472,7 @@ def _build(cls, data: Any, where: str):
         raise ConfigError(f"{where}: expected a mapping of {cls.__name__} fields, got {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = [k for k in data if k not in fields]
-    if unknown:
-        key = unknown[0]
-        raise ConfigError(f"{where}: unknown key {key!r}{_suggest(key, fields)}; valid keys: {sorted(fields)}")
+    check_keys(data, fields, where)
     kwargs = {}
     for key, value in data.items():
         hint = hints[key]

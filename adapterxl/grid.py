@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from .config import NAME_PATTERN, DataConfig, RunConfig, _build, _merge, _suggest, read_yaml
+from .config import NAME_PATTERN, DataConfig, RunConfig, _build, _merge, _suggest, check_keys, read_yaml
 from .cost import Throughput, run_seconds
 from .errors import ConfigError
 
@@ -190,11 +190,7 @@ def parse_grid(data: Any, where: str = "grid") -> Grid:
     """Expand a grid document into jobs; every run config is validated here, before anything runs."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: a grid file is a mapping with keys {sorted(GRID_KEYS)}")
-    unknown = [k for k in data if k not in GRID_KEYS]
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key {unknown[0]!r}{_suggest(unknown[0], GRID_KEYS)}; grid keys: {sorted(GRID_KEYS)}"
-        )
+    check_keys(data, GRID_KEYS, where)
     if data.get("tasks") is not None:
         from .tasks import declare_tasks
 

@@ -478,19 +478,14 @@ BUILTIN_TASKS = frozenset(TASKS)
 
 def declare_task(name: str, spec, where: str = "tasks") -> Task:
     """A :class:`Task` from its YAML declaration; every problem is a ConfigError naming the key."""
-    from ..config import NAME_PATTERN, _suggest
+    from ..config import NAME_PATTERN, check_keys
 
     where = f"{where}.{name}"
     if not isinstance(name, str) or not NAME_PATTERN.match(name) or "--" in name:
         raise ConfigError(f"{where}: a task name is letters, digits, '_' and '-' (got {name!r})")
     if not isinstance(spec, Mapping):
         raise ConfigError(f"{where}: declare a task as a mapping with keys {sorted(DECLARATION_KEYS)}")
-    unknown = [k for k in spec if k not in DECLARATION_KEYS]
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key {unknown[0]!r}{_suggest(unknown[0], DECLARATION_KEYS)}; "
-            + "; ".join(f"{k}: {v}" for k, v in DECLARATION_KEYS.items())
-        )
+    check_keys(spec, DECLARATION_KEYS, where, described=True)
     family_name = spec.get("family")
     if family_name not in DECLARABLE:
         raise ConfigError(f"{where}: family: {DECLARATION_KEYS['family']}, got {family_name!r}")

@@ -109,9 +109,25 @@ def _training_mix(task: Task, data: DataConfig, seed: int):
     return datasets.concatenate_datasets(chosen).shuffle(seed=seed)
 
 
-def _files(task: Task, data: DataConfig) -> dict[str, str]:
-    """Local files per split: the run's ``data.data_files`` over a declared task's own."""
+def _files(task: Task, data: DataConfig) -> dict[str, str | dict[str, str]]:
+    """Local files per split: the run's ``data.data_files`` over a declared task's own (whose value
+    may map languages to files)."""
     return {**task.data_files, **data.data_files}
+
+
+def _local_file(task: Task, split: str, language: str, data: DataConfig) -> str | None:
+    """The local file (pattern) of ``split`` in ``language``, or None: the split comes from the Hub. A
+    per-language mapping without ``language`` is an error unless the task's Hub source has the split."""
+    spec = _files(task, data).get(split)
+    if not isinstance(spec, dict):
+        return spec
+    hub = task.source_for(True)
+    if language not in spec and not (hub and split in hub.splits):
+        raise DataError(
+            f"task {task.name!r}: data.{split} names files for {sorted(spec)}, not for {language!r}: add "
+            f"{language}: PATH, or drop {language!r} from the evaluation languages"
+        )
+    return spec.get(language)
 
 
 def _has_split(task: Task, split: str, data: DataConfig) -> bool:
@@ -182,10 +198,10 @@ def with_labels(task: Task, data: DataConfig) -> Task:
 
 def _load_roles(task: Task, split: str, language: str, data: DataConfig, training: bool):
     """The split's rows with role columns (every source concatenated) and where they came from."""
-    files = _files(task, data)
-    if split in files:
-        parts = [_load_local(files[split], language, task, split)]
-        mixed = "{lang}" not in files[split]
+    local = _local_file(task, split, language, data)
+    if local is not None:
+        parts = [_load_local(local, language, task, split)]
+        mixed = "{lang}" not in local and not isinstance(_files(task, data)[split], dict)
     else:
         parts = _load_hub(task, split, language, training)
         mixed = True

@@ -376,3 +376,54 @@ def test_the_shipped_news_topics_example_runs(tmp_path, monkeypatch):
         assert sorted(r["topic"] for r in rows) == sorted(["economy", "science", "sport", "weather"] * 6)
     assert (tmp_path / "store" / "news-topics" / "README.md").is_file()
     TASKS.pop("news_topics")
+
+
+def test_a_declared_hub_task_loads_its_configs_splits_and_revision(tmp_path, topics_dir, monkeypatch):
+    """hub: {path, config ({lang}), splits, revision} reaches datasets.load_dataset as declared."""
+    import datasets
+
+    calls = []
+
+    def load_dataset(path, name=None, split=None, revision=None, **kwargs):
+        if path in ("json", "csv", "parquet", "text"):  # local files still load as usual
+            return real(path, name, split=split, revision=revision, **kwargs)
+        calls.append((path, name, split, revision))
+        language = name.split("-")[-1]
+        rows = [
+            {"title": f"{WORDS[t][language][i % 3]} {FILLER[language][i % 2]}", "section": t}
+            for i, t in enumerate(sorted(WORDS) * 8)
+        ]
+        return datasets.Dataset.from_list(rows)
+
+    real = datasets.load_dataset
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    TASKS.pop("hub_topics", None)
+    spec = {
+        "family": "classification",
+        "languages": ["en", "de", "fr"],
+        "hub": {"path": "my-lab/headlines", "config": "news-{lang}", "splits": {"train": "train", "validation": "dev"},
+                "revision": "v1"},
+        "columns": {"text": "title", "label": "section"},
+        # French evaluation data from a local file (a language the Hub dataset lacks); the rest from the Hub.
+        "data": {"validation": {"fr": _write(tmp_path / "fr.csv", "title,section\npluie demain,weather\nbut,sport\n")}},
+    }  # fmt: skip
+    (config,) = parse_runs({"tasks": {"hub_topics": spec}, **run_config(tmp_path, task="hub_topics", save_as="h")})
+    result = run(config)
+    assert set(result.metrics) == {"en", "de", "fr"}
+    assert result.manifest["data_sizes"]["evaluation"] == {"en": 24, "de": 24, "fr": 2}
+    assert result.manifest["labels"] == ["money", "sport", "weather"]
+    assert sorted(set(calls)) == [
+        ("my-lab/headlines", f"news-{lang}", split, "v1")
+        for lang, split in [("de", "dev"), ("en", "dev"), ("en", "train")]
+    ]
+    TASKS.pop("hub_topics")
+
+    # Without a Hub source, a per-language mapping must name every evaluation language.
+    files = {split: {"en": f"{topics_dir}/en/{split}.jsonl"} for split in ("train", "validation")}
+    spec = {**declaration(topics_dir), "data": files}
+    with pytest.raises(ConfigError, match=r"data.train names files for \['sw'\], which are not in languages"):
+        declare_task("t", {**spec, "data": {"train": {"sw": "x.jsonl"}}})
+    (config,) = parse_runs({"tasks": {"map_topics": spec}, **run_config(tmp_path, task="map_topics", save_as="m")})
+    with pytest.raises(DataError, match=r"data.validation names files for \['en'\], not for 'de': add de: PATH"):
+        run(config)
+    TASKS.pop("map_topics")

@@ -117,7 +117,7 @@ class Task:
     main_metric: str = ""  # when not the family's (BUCC: f1)
     held_out_dev: int = 0  # no validation split: hold out this many training rows per language
     # Local files per split ({lang} templated), the defaults of data.data_files (declared tasks).
-    data_files: Mapping[str, str] = field(default_factory=dict)
+    data_files: Mapping[str, str | Mapping[str, str]] = field(default_factory=dict)
     declaration: Mapping | None = None  # a task declared in YAML: its declaration, as written
     labels_from: str = ""  # labels read from training data (data.with_labels): where from
 
@@ -466,7 +466,8 @@ DECLARATION_KEYS = {
     "languages": "the evaluation languages, training language included",
     "train_language": "the language of the training and dev data (default en)",
     "kind": "target (zero-shot evaluation over its languages; default with several languages) or intermediate",
-    "data": "local files per split: {train: path/{lang}/train.jsonl, validation: ..., test: ...} (globs allowed)",
+    "data": "local files per split: {train: path/{lang}/train.jsonl, validation: ..., test: ...} (globs allowed; "
+    "or per language: {validation: {de: a.csv, sw: b.jsonl}}, other languages from hub)",
     "hub": "a Hub dataset: {path: owner/name, config: name or {lang} template, splits: {train: train, ...}}",
     "columns": "which column plays which role: {text: ..., text_pair: ..., label: ...} (defaults: the role names)",
     "labels": "the label list (default: the sorted labels of the training data)",
@@ -522,9 +523,15 @@ def declare_task(name: str, spec, where: str = "tasks") -> Task:
     if metric not in metrics:
         raise ConfigError(f"{where}: metric {metric!r}: family {family_name} scores {list(metrics)}")
     files, hub = spec.get("data") or {}, spec.get("hub")
-    if not isinstance(files, Mapping) or any(k not in ("train", "validation", "test") or not isinstance(v, str)
-                                             for k, v in files.items()):  # fmt: skip
+    if not isinstance(files, Mapping) or any(k not in ("train", "validation", "test") for k in files):
         raise ConfigError(f"{where}: data: {DECLARATION_KEYS['data']}; got {files!r}")
+    for split, value in files.items():
+        per_language = isinstance(value, Mapping) and all(isinstance(v, str) and v for v in value.values())
+        if not (isinstance(value, str) and value) and not per_language:
+            raise ConfigError(f"{where}: data.{split}: a path (with {{lang}}), or {{language: path}}; got {value!r}")
+        extra = [lang for lang in (value if per_language else ()) if lang not in languages]
+        if extra:
+            raise ConfigError(f"{where}: data.{split} names files for {extra}, which are not in languages {languages}")
     source = None
     if hub is not None:
         if (
@@ -548,7 +555,7 @@ def declare_task(name: str, spec, where: str = "tasks") -> Task:
         description=spec.get("description") or f"declared {family_name} task ({', '.join(languages)})",
         kind=kind,
         main_metric=metric,
-        data_files=dict(files),
+        data_files={split: dict(v) if isinstance(v, Mapping) else v for split, v in files.items()},
         declaration=dict(spec),
         no_hub_reason=f"task {name!r} is declared with local files only: give data.data_files for this split",
     )

@@ -47,7 +47,12 @@ def normalize_labels(ds: Dataset, task: Task, where: str, column: str = "label")
     if MISSING_LABEL in mapping.values():
         ds = ds.filter(lambda v: mapping[v] != MISSING_LABEL, input_columns=column)
     if any(k != v for k, v in mapping.items()):
-        ds = ds.map(lambda b: {column: [mapping[v] for v in b]}, input_columns=column, batched=True)
+        import datasets
+
+        # Explicit features: map would keep a large_string column (CSV) a string column.
+        features = ds.features.copy()
+        features[column] = datasets.Value("int64")
+        ds = ds.map(lambda b: {column: [mapping[v] for v in b]}, input_columns=column, batched=True, features=features)
     return ds
 
 

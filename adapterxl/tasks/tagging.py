@@ -68,8 +68,15 @@ class TaggingFamily:
                 )
         ds = ds.filter(lambda tokens: len(tokens) > 0, input_columns="tokens")
         if any(k != v for k, v in index.items()):
+            import datasets
+
+            features = ds.features.copy()  # explicit: map would keep large_string tags (parquet, CSV) strings
+            features["tags"] = getattr(datasets, "List", datasets.Sequence)(datasets.Value("int64"))
             ds = ds.map(
-                lambda b: {"tags": [[index[t] for t in tags] for tags in b]}, input_columns="tags", batched=True
+                lambda b: {"tags": [[index[t] for t in tags] for tags in b]},
+                input_columns="tags",
+                batched=True,
+                features=features,
             )
         return ds
 

@@ -31,6 +31,24 @@ def _quiet_libraries() -> None:
     transformers.logging.set_verbosity_warning()
 
 
+def _declare_from(files: tuple[str, ...]) -> None:
+    """Declare the tasks of the ``tasks:`` blocks of ``files`` (the ``--tasks`` option)."""
+    from .config import load_task_declarations
+
+    for path in files:
+        load_task_declarations(path)
+
+
+TASKS_OPTION = click.option(
+    "--tasks",
+    "task_files",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="A run-config or grid file whose tasks: block declares TASK (repeatable).",
+)
+
+
 def _split_languages(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
@@ -163,14 +181,19 @@ def train(
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--store", help="Adapter store folder.")
 @click.option("--output", type=click.Path(dir_okay=False), help="Write the results as JSON here.")
+@TASKS_OPTION
 @_friendly_errors
 def evaluate(
-    task, adapter, model, languages, eval_split, data_files, max_examples, max_seq_length, batch_size, store, output
-) -> None:
-    """Evaluate a stored adapter setup (or a fully fine-tuned model) zero-shot on TASK."""
+    task, adapter, model, languages, eval_split, data_files, max_examples, max_seq_length, batch_size, store, output,
+    task_files,
+) -> None:  # fmt: skip
+    """Evaluate a stored adapter setup (or a fully fine-tuned model) zero-shot on TASK. A task declared
+    in YAML is known from the adapter's store entry, or from --tasks FILE."""
     from .config import DataConfig, parse_override
     from .pipeline import evaluate_setup, write_json
     from .report import attention_table, results_table
+
+    _declare_from(task_files)
 
     files = {key: str(value) for key, value in (parse_override(d) for d in data_files)}
     data = DataConfig(
@@ -268,12 +291,16 @@ def retrieve(task, adapter, model, languages, layer, eval_split, data_files, buc
 )
 @click.option("--batch-size", type=int, default=16, show_default=True)
 @click.option("--num-beams", type=int, default=1, show_default=True)
+@TASKS_OPTION
 @_friendly_errors
 def translate(task, translation_model, languages, out_dir, split, data_files, max_examples, source_code,
-              target_codes, batch_size, num_beams) -> None:  # fmt: skip
-    """Machine-translate TASK's English training data (translate-train); cached on disk."""
+              target_codes, batch_size, num_beams, task_files) -> None:  # fmt: skip
+    """Machine-translate TASK's English training data (translate-train); cached on disk. A task
+    declared in YAML needs --tasks FILE."""
     from .config import DataConfig, parse_override
     from .data import translate_task_data
+
+    _declare_from(task_files)
 
     files = {key: str(value) for key, value in (parse_override(d) for d in data_files)}
     codes = {key: str(value) for key, value in (parse_override(c) for c in target_codes)}

@@ -442,6 +442,7 @@ def translate_task_data(
             f"positions (answer spans, tags). Translatable families: {sorted(TRANSLATABLE_ROLES)}"
         )
     data = data or DataConfig()
+    task = with_labels(task, data)  # a declared task without labels: its training data's
     if not languages:
         raise DataError("name at least one target language")
     target_codes = target_codes or {}
@@ -456,7 +457,7 @@ def translate_task_data(
             "source_code": source_code,
             "target_code": target_codes.get(lang),
             "max_train_examples": data.max_train_examples,
-            "data_files": data.data_files.get(split),
+            "data_files": _files(task, data).get(split),
             "num_beams": num_beams,
             "max_new_tokens": max_new_tokens,
         }
@@ -513,6 +514,8 @@ def _to_hub_schema(row: dict, task: Task) -> dict:
         elif "." in spec:
             parent, child = spec.split(".", 1)
             out.setdefault(parent, {})[child] = row[role]
+        elif role == "label" and task.declaration and task.family.name == "classification":
+            out[spec] = task.labels[row[role]]  # a declared task's files name their labels
         else:
             out[spec] = row[role]
     return out

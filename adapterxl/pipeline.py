@@ -464,6 +464,21 @@ def _stored_entry(adapter: str | None, model: str | None, store: str | None) -> 
     return entry
 
 
+def _saved_head_labels(model: str) -> tuple[str, ...]:
+    """The labels of the one prediction head saved in a model folder (a 'full' run's), in index order:
+    from its ``label2id``, or choice indices for a multiple-choice head; () if there is none."""
+    config = Path(model) / "config.json"
+    if not config.is_file():
+        return ()
+    heads = json.loads(config.read_text(encoding="utf-8")).get("prediction_heads") or {}
+    if len(heads) != 1:
+        return ()
+    head = next(iter(heads.values()))
+    if head.get("label2id"):
+        return tuple(name for name, _ in sorted(head["label2id"].items(), key=lambda item: item[1]))
+    return tuple(str(i) for i in range(head.get("num_choices") or 0))
+
+
 def evaluate_setup(
     task_name: str,
     adapter: str | None = None,
@@ -488,9 +503,17 @@ def evaluate_setup(
         raise ConfigError(f"task {task.name!r} is a retrieval task: use `adapterxl retrieve` (adapterxl.retrieve)")
     data = data or DataConfig()
     check_data(task, data)
-    if entry and not task.labels:  # a task whose label set comes from its training data (CCG)
-        labels = tuple(entry.manifest["labels"])
-        task = dataclasses.replace(task, labels=labels, labels_from=f"saved with store entry {entry.name!r}")
+    if not task.labels and task.family.has_labels:  # a label set read from training data (CCG, declared tasks)
+        if entry:
+            labels, origin = tuple(entry.manifest["labels"]), f"saved with store entry {entry.name!r}"
+        else:
+            labels, origin = _saved_head_labels(model), f"the head of the model in {model}"
+        if not labels:
+            raise ConfigError(
+                f"task {task.name!r} takes its labels from its training data, and {model!r} does not record them "
+                "(no prediction head with labels): evaluate a model saved by a 'full' run, or declare labels:"
+            )
+        task = dataclasses.replace(task, labels=labels, labels_from=origin)
     datasets = load_task_data(task, data, train=False).evaluation
     backbone, tokenizer = load_backbone(model or entry.base_model)
     head = load_stored(backbone, entry) if entry else backbone.active_head

@@ -427,3 +427,39 @@ def test_a_declared_hub_task_loads_its_configs_splits_and_revision(tmp_path, top
     with pytest.raises(DataError, match=r"data.validation names files for \['en'\], not for 'de': add de: PATH"):
         run(config)
     TASKS.pop("map_topics")
+
+
+def test_cli_evaluate_and_translate_know_declared_tasks_from_tasks_files(tmp_path, topics_dir):
+    from click.testing import CliRunner
+
+    from adapterxl.cli import main
+    from adapterxl.fixtures import build_tiny_translator
+
+    TASKS.pop("topics", None)
+    tasks_file = tmp_path / "tasks.yaml"
+    tasks_file.write_text(yaml.safe_dump({"tasks": {"topics": declaration(topics_dir)}}), encoding="utf-8")
+    (config,) = parse_runs({"tasks": {"topics": declaration(topics_dir)},
+                            **run_config(tmp_path, task="topics", mode="full", save_as="topics-full")})  # fmt: skip
+    trained = run(config)
+    TASKS.pop("topics")  # a new session: the full model folder has no store entry to declare the task
+
+    cli = CliRunner()
+    args = ["evaluate", "--task", "topics", "--model", trained.model_dir, "--languages", "de,fr"]
+    result = cli.invoke(main, args)
+    assert result.exit_code == 2 and "unknown task 'topics'" in result.output and "--tasks FILE" in result.output
+    result = cli.invoke(main, [*args, "--tasks", str(tasks_file), "--output", str(tmp_path / "eval.json")])
+    assert result.exit_code == 0, result.output
+    scores = json.loads((tmp_path / "eval.json").read_text(encoding="utf-8"))["metrics"]
+    assert {lang: s["accuracy"] for lang, s in scores.items()} == pytest.approx(
+        {lang: trained.metrics[lang]["accuracy"] for lang in ("de", "fr")}
+    )
+
+    out = tmp_path / "translated"
+    result = cli.invoke(main, ["translate", "topics", "--model", str(build_tiny_translator()), "--to", "sw",
+                               "--out", str(out), "--max-examples", "6", "--tasks", str(tasks_file)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(x) for x in (out / "topics" / "sw" / "train.jsonl").read_text(encoding="utf-8").splitlines()]
+    english = [json.loads(x) for x in (topics_dir / "en" / "train.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["topic"] for r in rows] == [r["topic"] for r in english[:6]]  # the declared columns, labels kept
+    assert all(set(r) == {"headline", "topic"} for r in rows)
+    TASKS.pop("topics")

@@ -585,7 +585,10 @@ def get_task(name: str) -> Task:
     except KeyError:
         close = difflib.get_close_matches(str(name), list(TASKS), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"unknown task {name!r}{hint}; known tasks: {sorted(TASKS)}") from None
+        raise ConfigError(
+            f"unknown task {name!r}{hint}; known tasks: {sorted(TASKS)} (a task declared in a tasks: block is known "
+            "once its file is read: the run's own config file, or --tasks FILE)"
+        ) from None
 
 
 __all__ = ["FAMILIES", "TASKS", "HubSource", "Task", "declare_task", "declare_tasks", "get_task"]

@@ -12,6 +12,7 @@ from conftest import run_config
 from adapterxl import run
 from adapterxl.config import load_runs, parse_runs
 from adapterxl.errors import ConfigError, DataError
+from adapterxl.fixtures import write_jsonl
 from adapterxl.pipeline import evaluate_setup
 from adapterxl.tasks import TASKS, declare_task, declare_tasks
 
@@ -30,8 +31,7 @@ def write_topics(root, language: str, split: str, n: int) -> None:
         topic = sorted(WORDS)[i % 3]
         words = [WORDS[topic][language][i % 3], FILLER[language][i % 2], WORDS[topic][language][(i + 1) % 3]]
         rows.append({"headline": " ".join(words), "topic": topic})
-    (root / language).mkdir(parents=True, exist_ok=True)
-    (root / language / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    write_jsonl(root / language / f"{split}.jsonl", rows)
 
 
 @pytest.fixture
@@ -154,10 +154,7 @@ def family_tasks(tmp_path_factory) -> dict:
         for language in ("en", "de"):
             for split, n in (("train", 72 if language == "en" else 0), ("validation", 18)):
                 if n:
-                    rows = _rows(family, language, n)
-                    path = root / family / language / f"{split}.jsonl"
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+                    write_jsonl(root / family / language / f"{split}.jsonl", _rows(family, language, n))
         files = {split: f"{root}/{family}/{{lang}}/{split}.jsonl" for split in ("train", "validation")}
         out[f"my_{family}"] = {"family": family, "languages": ["en", "de"], "data": files, **extra}
     return out
@@ -228,10 +225,6 @@ def _write(path, text: str) -> str:
     return str(path)
 
 
-def _lines(rows) -> str:
-    return "".join(json.dumps(r) + "\n" for r in rows)
-
-
 def _break_topics(root, case: str) -> str:
     """Damage the topic data one way; returns the message expected (a regex)."""
     fr, de, en = root / "fr" / "validation.jsonl", root / "de" / "validation.jsonl", root / "en" / "train.jsonl"
@@ -240,11 +233,12 @@ def _break_topics(root, case: str) -> str:
         fr.unlink()
         return rf"no file matches '{fr}' \(data.data_files.validation of task 'topics', language 'fr'\)"
     if case == "missing column":
-        _write(de, _lines({"title": r["headline"], "topic": r["topic"]} for r in rows))
+        write_jsonl(de, [{"title": r["headline"], "topic": r["topic"]} for r in rows])
         return rf"{de}: missing column\(s\) 'headline' \(role text\)"
     if case == "unseen label":
         rows[3]["topic"] = "science"
-        _write(fr, "\n" + _lines(rows))  # a blank first line: JSON Lines rows are not lines
+        write_jsonl(fr, rows)
+        _write(fr, "\n" + fr.read_text(encoding="utf-8"))  # a blank first line: JSON Lines rows are not lines
         return (
             rf"{fr}, line 5: label 'science' is not in the label set of task 'topics': \['money', 'sport', 'weather'\]"
             rf".*labels of its training data \({en}\), which never has this one: list every label under labels:"
@@ -254,7 +248,7 @@ def _break_topics(root, case: str) -> str:
         return rf"{en} is empty: the train split of task 'topics' \(en\) needs at least one row"
     if case == "row without text":
         del rows[2]["headline"]
-        _write(de, _lines(rows))
+        write_jsonl(de, rows)
         return rf"{de}, line 3: no value for column 'headline' \(role text\) of task 'topics'"
     if case == "csv":
         quoted = '"a headline\nover two lines"'
@@ -291,13 +285,13 @@ def test_bad_data_is_one_clear_error_before_any_model_loads(tmp_path, topics_dir
 
 
 def test_bad_rows_of_declared_tagging_and_qa_tasks_name_file_and_line(tmp_path, family_tasks):
-    tagging = {**family_tasks["my_tagging"], "data": {"train": _write(tmp_path / "tags.jsonl", _lines([
+    tagging = {**family_tasks["my_tagging"], "data": {"train": str(write_jsonl(tmp_path / "tags.jsonl", [
         {"words": ["red", "car"], "labels": ["COLOUR", "THING"]},
         {"words": ["a", "blue", "tree"], "labels": ["O", "COLOUR"]},
     ]))}}  # fmt: skip
     answers = {"text": ["red"], "answer_start": [4]}
     qa = {**family_tasks["my_qa"], "columns": {**family_tasks["my_qa"]["columns"], "id": "qid"},
-          "data": {"train": _write(tmp_path / "qa.jsonl", _lines([
+          "data": {"train": str(write_jsonl(tmp_path / "qa.jsonl", [
               {"qid": "q1", "passage": "car red", "ask": "colour?", "answers": answers},
               {"qid": "q1", "passage": "car red", "ask": "colour?", "answers": answers},
           ]))}}  # fmt: skip

@@ -7,6 +7,7 @@ evaluated zero-shot in every language of the task.
 
 __version__ = "0.1.0"
 
+from .backbones import resolve_model  # noqa: E402
 from .config import DataConfig, FusionConfig, RunConfig, TrainingConfig, load_runs  # noqa: E402
 from .data import translate_task_data  # noqa: E402
 from .errors import AdapterXLError, ConfigError, DataError, StoreError  # noqa: E402
@@ -32,6 +33,7 @@ __all__ = [
     "evaluate_setup",
     "get_task",
     "load_runs",
+    "resolve_model",
     "retrieve",
     "run",
     "run_file",

@@ -68,19 +68,20 @@ def main() -> None:
     help="Folder for the generated data, the config it runs, runs and results.",
 )
 @click.option("--store", default=None, help="Adapter store (default: $ADAPTERXL_STORE or ./adapters_store).")
+@click.option("--tiny", is_flag=True, help="Smoke run on the tiny random backbone (seconds; numbers mean nothing).")
 @_friendly_errors
-def quickstart(out_dir: str, store: str | None) -> None:
-    """Run the whole method offline on a tiny random model and synthetic data (a smoke run)."""
+def quickstart(out_dir: str, store: str | None, tiny: bool) -> None:
+    """Run the whole method offline: multilingual-e5-small and shipped data, a few minutes on a CPU."""
     from .quickstart import quickstart as run_quickstart
 
     _quiet_libraries()
-    run_quickstart(out_dir, store, echo=click.echo)
+    run_quickstart(out_dir, store, tiny=tiny, echo=click.echo)
 
 
 @main.command()
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option("--task", help="Task name (see `adapterxl tasks`); comma-separated for multi-task training.")
-@click.option("--model", help="Hub id, local folder, or tiny-xlmr / tiny-bert.")
+@click.option("--model", help="Hub id, local folder, multilingual-e5-small, or tiny-xlmr / tiny-bert.")
 @click.option("--mode", type=click.Choice(list(MODES)), help="Training mode.")
 @click.option("--adapter", "adapter_config", help="adapters config string, e.g. seq_bn.")
 @click.option(

@@ -541,7 +541,7 @@ def _tokenizer(model: str):
     if model not in _TOKENIZERS:
         from transformers import AutoTokenizer
 
-        from .modeling import resolve_model
+        from .backbones import resolve_model
 
         _TOKENIZERS[model] = AutoTokenizer.from_pretrained(resolve_model(model))
     return _TOKENIZERS[model]

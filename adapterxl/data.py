@@ -297,17 +297,56 @@ def _load_hub(task: Task, split: str, language: str, training: bool = False) -> 
     for source, hub_split in wanted:
         config = source.config_for(language)
         where = f"Hub dataset {source.path!r}" + (f", config {config!r}" if config else "") + f", split {hub_split!r}"
+        options = {"data_dir": source.data_dir} if source.data_dir else {}
+        if source.data_dir:
+            where += f", folder {source.data_dir!r}"
         try:
-            ds = datasets.load_dataset(source.path, config, split=hub_split, revision=source.revision)
+            ds = datasets.load_dataset(source.path, config, split=hub_split, revision=source.revision, **options)
         except Exception as exc:  # offline, unknown id or config, gated: all end here
-            columns = ", ".join(c for spec in task.columns.values() for c in _columns_of(spec))
-            raise DataError(
-                f"could not load {where} ({type(exc).__name__}: {_first_line(exc)}). If this machine is "
-                f"offline or cannot reach the Hub, point the task at local files in the same schema "
-                f"(columns: {columns}), e.g. data.data_files.{split}: path/to/{task.name}/{{lang}}/{split}.jsonl"
-            ) from exc
+            raise DataError(_hub_failure(task, source, where, split, exc)) from exc
         parts.append((ds, where))
     return parts
+
+
+def _is_gated_error(exc: BaseException) -> bool:
+    """True when ``exc`` (or what caused it) says the repo is gated or needs a token."""
+    from huggingface_hub.errors import GatedRepoError
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        text = str(exc).lower()
+        if isinstance(exc, GatedRepoError) or "gated" in text or "401 client error" in text or "restricted" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _hub_failure(task: Task, source, where: str, split: str, exc: Exception) -> str:
+    """The message of a Hub source that did not load: gated repos say how to get access; others
+    how to use local files instead (plus the source's own hint)."""
+    local = (
+        f"point the task at local files in the same schema (columns: "
+        f"{', '.join(c for spec in task.columns.values() for c in _columns_of(spec))}), e.g. "
+        f"data.data_files.{split}: path/to/{task.name}/{{lang}}/{split}.jsonl"
+    )
+    reason = f"{type(exc).__name__}: {_first_line(exc)}"
+    if _is_gated_error(exc):
+        return (
+            f"could not load {where}: the dataset is gated ({reason}); accept the dataset's terms on the Hub "
+            f"(https://huggingface.co/datasets/{source.path}) and log in (`hf auth login`, or set HF_TOKEN), then "
+            f"run again; or {local}"
+        )
+    if source.gated:
+        return (
+            f"could not load {where} ({reason}). This dataset is gated: accept the dataset's terms on the Hub "
+            f"(https://huggingface.co/datasets/{source.path}) and log in (`hf auth login`, or set HF_TOKEN). If this "
+            f"machine cannot reach the Hub, {local}"
+        )
+    text = f"could not load {where} ({reason}). "
+    if source.hint:
+        return text + source.hint
+    return text + f"If this machine is offline or cannot reach the Hub, {local}"
 
 
 def _splits_of(spec: str | tuple[str, ...]) -> list[str]:

@@ -559,3 +559,96 @@ def build_tiny_translator(root: Path | None = None) -> Path:
     )
     torch.manual_seed(0)
     return _save_built(BartForConditionalGeneration(config), tokenizer, target)
+
+
+# --- Hub repositories in their published layouts -------------------------------------------------
+
+
+def hub_features(spec: dict):
+    """``datasets.Features`` from a dataset card's ``features`` (README YAML style, as the Hub
+    publishes them: ``{"label": {"dtype": {"class_label": {"names": {...}}}}, ...}``)."""
+    import datasets
+
+    return datasets.Features._from_yaml_list([{"name": name, **value} for name, value in spec.items()])
+
+
+def _empty(feature):
+    """A value of ``feature``'s type for columns a fixture row does not fill (``idx``, ``langs``, ...)."""
+    import datasets
+
+    if isinstance(feature, dict):
+        return {k: _empty(v) for k, v in feature.items()}
+    if isinstance(feature, datasets.Sequence):
+        inner = feature.feature
+        return {k: [] for k in inner} if isinstance(inner, dict) else []
+    if isinstance(feature, list | datasets.List | datasets.LargeList):
+        return []
+    if isinstance(feature, datasets.ClassLabel):
+        return 0
+    dtype = getattr(feature, "dtype", "string")
+    return "" if dtype in ("string", "large_string") else False if dtype == "bool" else 0
+
+
+def hub_rows(rows: list[dict], features) -> list[dict]:
+    """``rows`` with exactly the columns of ``features``, in their order; columns a row lacks get an
+    empty value of their type. Values are left as they are, so ``Dataset.from_list(rows, features)``
+    fails on a value the published schema cannot hold (a label name where the Hub has an integer)."""
+    return [{name: row[name] if name in row else _empty(feature) for name, feature in features.items()} for row in rows]
+
+
+def write_hub_repo(root: Path, repo: str, data: dict, features: dict, layout: str = "main") -> Path:
+    """Write a local copy of a Hub dataset repo in its published layout and return its folder.
+
+    ``data``: ``{config: {hub split: rows}}``; ``features``: ``{config: datasets.Features}``. Every
+    split is one parquet file with the features in its schema (ClassLabel, nested sequences), as
+    the Hub's parquet files are. ``layout``:
+
+    - ``"main"``: ``{config}/{split}-00000-of-00001.parquet`` and a README whose ``configs:`` block
+      names each config and its splits (how parquet repos declare configs and split names such as
+      ``validation_matched``);
+    - ``"parquet-branch"``: ``{config}/{split}/0000.parquet`` and no README, as a
+      ``refs/convert/parquet`` branch (``datasets`` then sees one ``default`` config over all folders).
+    """
+    import datasets
+    import yaml
+
+    folder = Path(root) / repo.replace("/", "--") / ("refs-convert-parquet" if layout == "parquet-branch" else "main")
+    configs = []
+    for config, splits in data.items():
+        files = []
+        for split, rows in splits.items():
+            relative = f"{config}/{split}/0000.parquet" if layout == "parquet-branch" else (
+                f"{config}/{split}-00000-of-00001.parquet"
+            )  # fmt: skip
+            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            feats = features[config]
+            datasets.Dataset.from_list(hub_rows(rows, feats), features=feats).to_parquet(str(folder / relative))
+            files.append({"split": split, "path": relative})
+        configs.append({"config_name": config, "data_files": files})
+    if layout == "main":
+        card = yaml.safe_dump({"configs": configs}, sort_keys=False)
+        (folder / "README.md").write_text(f"---\n{card}---\n", encoding="utf-8")
+    return folder
+
+
+class HubStub:
+    """Stands in for the network only: ``datasets.load_dataset(repo, config, revision=R, ...)`` on a
+    repo written by :func:`write_hub_repo` loads that local copy with the real ``datasets`` loader
+    (configs, split names, ``data_dir`` and features resolved as on the Hub). Other repos or
+    revisions fail as the Hub does for a repo that does not exist. ``calls`` records each call."""
+
+    def __init__(self, repos: dict[tuple[str, str | None], Path]):
+        import datasets
+
+        self.repos, self.calls, self._load = dict(repos), [], datasets.load_dataset
+
+    def __call__(self, path, name=None, *, split=None, revision=None, **options):
+        self.calls.append({"path": path, "name": name, "split": split, "revision": revision, **options})
+        if (path, revision) not in self.repos:
+            from datasets.exceptions import DatasetNotFoundError
+
+            at = f" at revision {revision!r}" if revision else ""
+            raise DatasetNotFoundError(f"Dataset '{path}'{at} doesn't exist on the Hub or cannot be accessed.")
+        folder = self.repos[(path, revision)]
+        # its own cache: datasets' cache keys of two local copies of one layout can coincide
+        return self._load(str(folder), name, split=split, cache_dir=str(folder / ".cache"), **options)

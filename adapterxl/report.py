@@ -8,7 +8,7 @@ from pathlib import Path
 from .errors import ConfigError
 
 SMOKE_BANNER = (
-    "SMOKE RUN: tiny random backbone and synthetic data. These numbers only show that the pipeline "
+    "SMOKE RUN: tiny random backbone. These numbers only show that the pipeline "
     "runs end to end; they say nothing about the method."
 )
 

@@ -21,9 +21,11 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .modes import MODE_NAMES, get_mode
+from .modes import MODES as MODE_TABLE
 
-# Composition modes, each one branch of modeling.setup_mode (see RunConfig).
-MODES = ("adapter", "stack", "fuse", "sequential", "full")
+# Training modes live in adapterxl.modes; MODES are their names.
+MODES = MODE_NAMES
 SAMPLING_SCHEMES = ("proportional", "uniform", "temperature")
 # The Trainer's schedules that need no extra arguments (transformers.SchedulerType).
 LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
@@ -90,7 +92,7 @@ class TrainingConfig:
     def resolved_learning_rate(self, mode: str) -> float:
         if self.learning_rate is not None:
             return float(self.learning_rate)
-        return 2e-5 if mode == "full" else 1e-4
+        return get_mode(mode).default_learning_rate()
 
 
 @dataclass
@@ -191,30 +193,31 @@ class RunConfig:
                     f"task {task.name!r} has no training data: it is evaluated straight off an encoder with "
                     "`adapterxl retrieve` (adapterxl.retrieve)"
                 )
-        if self.mode not in MODES:
-            raise ConfigError(f"unknown mode {self.mode!r}{_suggest(self.mode, MODES)}; choose one of {list(MODES)}")
-        if self.multitask and self.mode not in ("adapter", "full"):
+        mode = get_mode(self.mode)
+        if self.multitask and not mode.multitask:
+            allowed = [name for name, m in MODE_TABLE.items() if m.multitask]
             raise ConfigError(
-                f"multi-task training ({self.tasks}) trains one new adapter (mode: adapter) or the whole "
-                f"model (mode: full), not mode {self.mode!r}"
+                f"multi-task training ({self.tasks}) trains one new adapter or the whole model (modes "
+                f"{', '.join(allowed)}), not mode {self.mode!r}"
             )
-        needs = {"stack": "at least one", "fuse": "at least one", "sequential": "exactly one"}
-        if self.mode in needs and not self.intermediate:
+        if mode.intermediates != "none" and not self.intermediate:
             raise ConfigError(
-                f"mode {self.mode!r} needs {needs[self.mode]} intermediate adapter: set intermediate: [NAME] "
+                f"mode {self.mode!r} needs {mode.needs_text()} intermediate adapter: set intermediate: [NAME] "
                 "to store entries trained in an earlier run (see `adapterxl store list`)"
             )
-        if self.mode == "sequential" and len(self.intermediate) != 1:
+        if mode.intermediates == "one" and len(self.intermediate) != 1:
+            several = [name for name, m in MODE_TABLE.items() if m.intermediates == "some"]
             raise ConfigError(
-                f"mode 'sequential' continues training one intermediate adapter, got {self.intermediate}: "
-                "name one, or use mode stack / fuse for several"
+                f"mode {self.mode!r} continues training one intermediate adapter, got {self.intermediate}: "
+                f"name one, or use mode {' / '.join(several)} for several"
             )
-        if self.mode not in needs and self.intermediate:
+        if mode.intermediates == "none" and self.intermediate:
+            using = sorted(name for name, m in MODE_TABLE.items() if m.intermediates != "none")
             raise ConfigError(
-                f"intermediate adapters {self.intermediate} are only used in modes {sorted(needs)}, not "
+                f"intermediate adapters {self.intermediate} are only used in modes {using}, not "
                 f"{self.mode!r}: set one of those modes or remove intermediate"
             )
-        if self.mode == "full" and self.language_adapters:
+        if mode.full and self.language_adapters:
             raise ConfigError("language_adapters need an adapter mode: full fine-tuning has no adapter stack")
         if not isinstance(self.license, str) or not re.fullmatch(r"[a-z0-9][a-z0-9.+-]*", self.license):
             raise ConfigError(

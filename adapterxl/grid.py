@@ -36,6 +36,7 @@ import yaml
 from .config import NAME_PATTERN, DataConfig, RunConfig, _build, _merge, _suggest, check_keys, read_yaml
 from .cost import Throughput, run_seconds
 from .errors import ConfigError
+from .modes import BASELINES, GRID_MODES, MODE_NAMES, get_mode
 
 GRID_KEYS = {
     "grid": "name of the grid (prefix of its store entries)",
@@ -54,8 +55,6 @@ GRID_KEYS = {
     "retrieval": "retrieval tasks evaluated off every intermediate: a list, or {task: options}",
     "throughput": "real tokens per second for plan estimates: training by kind (adapter, full), and evaluation",
 }
-GRID_MODES = ("stack", "fuse", "sequential", "full")
-BASELINES = ("adapter", "full")
 RETRIEVAL_OPTIONS = ("data", "layer", "batch_size", "direction", "bucc_dir")
 
 
@@ -206,10 +205,8 @@ def parse_grid(data: Any, where: str = "grid") -> Grid:
             raise ConfigError(f"{where}: defaults.{key} is decided by the grid's axes: remove it")
     models = _list(data.get("models"), "models", where, [defaults.get("model", "xlm-roberta-large")])
     per_mode = data.get("per_mode") or {}
-    if not isinstance(per_mode, dict) or any(m not in ("adapter", *GRID_MODES) for m in per_mode):
-        raise ConfigError(
-            f"{where}: per_mode maps modes (adapter, {', '.join(GRID_MODES)}) to run fields, got {per_mode!r}"
-        )
+    if not isinstance(per_mode, dict) or any(m not in MODE_NAMES for m in per_mode):
+        raise ConfigError(f"{where}: per_mode maps modes ({', '.join(MODE_NAMES)}) to run fields, got {per_mode!r}")
     intermediates = _variants(data.get("intermediates"), "intermediates", where)
     targets = _variants(data.get("targets"), "targets", where)
     if not targets and not data.get("retrieval"):
@@ -223,9 +220,8 @@ def parse_grid(data: Any, where: str = "grid") -> Grid:
             f"{where}: modes {bad} are not grid modes{_suggest(bad[0], GRID_MODES)}; choose from {list(GRID_MODES)} "
             f"(the no-intermediate runs are baselines: {list(BASELINES)})"
         )
-    default_baselines = (["adapter"] if not modes or set(modes) - {"full"} else []) + (
-        ["full"] if "full" in modes else []
-    )
+    kinds = [k for k in BASELINES if k in {get_mode(m).kind for m in modes}]  # intermediates' kinds
+    default_baselines = kinds or ["adapter"]
     baselines = data.get("baselines", default_baselines if targets else [])
     if not isinstance(baselines, list) or any(b not in BASELINES for b in baselines):
         raise ConfigError(f"{where}: baselines must be a list of {list(BASELINES)}, got {baselines!r}")
@@ -271,7 +267,6 @@ def parse_grid(data: Any, where: str = "grid") -> Grid:
         }
         return RunConfig.from_dict(fields, f"{where}: {label}")
 
-    adapter_modes = [m for m in modes if m != "full"]
     for model in models:
         m_label = model_label(model)
         base = _merge(defaults, {"model": model})
@@ -280,7 +275,7 @@ def parse_grid(data: Any, where: str = "grid") -> Grid:
             for size in sizes:
                 sized = _merge(spec, {"data": {"max_train_examples": size}}) if size is not None else spec
                 suffix = "" if size is None else f"--n{size}"
-                for kind in (["adapter"] if adapter_modes else []) + (["full"] if "full" in modes else []):
+                for kind in kinds:
                     job_id = f"{m_label}--{i_label}{suffix}--{kind}"
                     fields = _merge(_merge(base, sized), {**per_mode.get(kind, {}), "mode": kind, "seed": inter_seed})
                     labels = {"model": m_label, "intermediate": i_label, "size": size, "mode": kind}
@@ -314,16 +309,16 @@ def parse_grid(data: Any, where: str = "grid") -> Grid:
                 for size in sizes:
                     suffix = "" if size is None else f"--n{size}"
                     for mode in modes:
-                        kind = "full" if mode == "full" else "adapter"
-                        groups = [list(intermediates)] if mode == "fuse" else [[i] for i in intermediates]
+                        how = get_mode(mode)
+                        groups = [list(intermediates)] if how.all_intermediates else [[i] for i in intermediates]
                         for group in groups:
-                            needed = [inter_jobs[(i, size, kind)] for i in group]
-                            on = "fusion" if mode == "fuse" else group[0]
+                            needed = [inter_jobs[(i, size, how.kind)] for i in group]
+                            on = how.grid_label(group[0])
                             job_id = f"{m_label}--{t_label}--{mode}--on-{on}{suffix}--s{seed}"
-                            if mode == "full":  # full fine-tuning continues from the intermediate's weights
+                            if how.full:  # full fine-tuning continues from the intermediate's weights
                                 inter_dir = Path(needed[0].config.run_dir) / "model"
                                 fields = _merge(
-                                    target, {**per_mode.get(mode, {}), "mode": "full", "model": str(inter_dir)}
+                                    target, {**per_mode.get(mode, {}), "mode": mode, "model": str(inter_dir)}
                                 )
                             else:
                                 names = [j.config.name for j in needed]
@@ -349,7 +344,7 @@ def parse_grid(data: Any, where: str = "grid") -> Grid:
                 args = {"task_name": task, "store": base.get("store"), **(options or {})}
                 if job is None:
                     args["model"] = model
-                elif kind == "full":
+                elif get_mode(kind).full:
                     args["model"] = str(Path(job.config.run_dir) / "model")
                 else:
                     args["adapter"] = job.config.name
@@ -553,7 +548,7 @@ def measured_throughput(grid: Grid) -> dict[tuple[str, str], float]:
     seconds: Counter = Counter()
     for record in grid.results().values():
         if record.get("train_tokens") and record.get("train_seconds"):
-            key = (record["labels"]["model"], "full" if record["labels"]["mode"] == "full" else "adapter")
+            key = (record["labels"]["model"], get_mode(record["labels"]["mode"]).kind)
             tokens[key] += record["train_tokens"]
             seconds[key] += record["train_seconds"]
     return {k: tokens[k] / seconds[k] for k in tokens if seconds[k] > 0}
@@ -581,11 +576,12 @@ def plan(grid: Grid, count: bool = True) -> list[dict]:
                 cache[key] = count_tokens(job.config, job.backbone)
             tokens = cache[key]
             epochs = job.config.training.epochs
-            if job.config.mode == "fuse":
+            mode = get_mode(job.config.mode)
+            if mode.fusion:
                 epochs += job.config.fusion.epochs or job.config.training.epochs
             row["train_tokens"] = int(tokens["train"] * epochs)
             row["eval_tokens"] = tokens["evaluation"]
-            kind = "full" if job.config.mode == "full" else "adapter"
+            kind = mode.kind
             rate = measured.get((job.labels["model"], kind)) or grid.throughput.get(kind)
             row["throughput_source"] = (
                 "measured" if (job.labels["model"], kind) in measured else ("configured" if rate else None)

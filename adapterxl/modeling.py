@@ -228,35 +228,30 @@ def setup_mode(
     language_adapters: list[StoreEntry] = (),
     language: str | None = None,
 ):
-    """Add the run's parts to ``model`` and set exactly the parameters of ``mode`` trainable;
-    return the *core* composition (without the language adapter; see :func:`compose`).
+    """Add the run's parts to ``model`` and set exactly the parameters of ``mode`` (a name in
+    :mod:`adapterxl.modes`) trainable; return the *core* composition (without the language
+    adapter; see :func:`compose`).
 
     ``name`` names the new adapter and (unless ``heads`` maps several head names to tasks, for
     multi-task training) the head. Intermediate and language adapters are loaded without their
-    heads and stay frozen. For ``fuse`` this is the first phase (the target adapter alone);
-    :func:`start_fusion` begins the second.
+    heads and stay frozen. For a mode with a fusion phase this is the first phase (the target
+    adapter alone); :func:`start_fusion` begins the second.
     """
-    from adapters.composition import Average, Fuse, Stack
+    from .modes import get_mode
 
+    spec = get_mode(mode)
     heads = heads or {name: task}
-    core = name
-    if mode == "full":
+    if spec.full:
         for head, head_task in heads.items():
             head_task.family.add_head(model, head, head_task)
         for param in model.parameters():
             param.requires_grad_(True)
         model.active_head = next(iter(heads))
         return None
-    if mode not in ("adapter", "stack", "fuse", "sequential"):
-        raise ConfigError(f"unknown mode {mode!r}")
-    kind = None
-    if mode == "stack":
-        kind = stack_kind(adapter, intermediates)
-    if mode == "fuse":
-        check_fusable(adapter, intermediates)
+    spec.preflight(adapter, intermediates)
     for entry in language_adapters:
         model.load_adapter(str(entry.path), load_as=entry.name, with_head=False, use_safetensors=True)
-    if mode == "sequential":
+    if spec.continues_intermediate:
         (entry,) = intermediates
         model.load_adapter(str(entry.path), load_as=name, with_head=False, use_safetensors=True)
     else:
@@ -266,15 +261,8 @@ def setup_mode(
     for head, head_task in heads.items():
         head_task.family.add_head(model, head, head_task)
     model.train_adapter(name)  # freezes the backbone and every other adapter, activates `name`
-    members = [e.name for e in intermediates]
-    if kind == "stack":
-        core = Stack(*members, name)
-    elif kind == "add":  # sum of the updates: Average's mean times the member count
-        n = len(members) + 1
-        core = Average(*members, name, weights=[float(n)] * n, normalize_weights=False)
-    elif mode == "fuse":
-        core = Fuse(*members, name)
-    model.active_adapters = compose(name if mode == "fuse" else core, language)
+    core = spec.composition([e.name for e in intermediates], name, adapter, intermediates)
+    model.active_adapters = compose(name if spec.fusion else core, language)
     model.active_head = next(iter(heads))
     return core
 

@@ -28,8 +28,6 @@ from .errors import ConfigError, StoreError
 from .evaluation import FusionAttention, evaluate_dataset, evaluate_languages, summarize
 from .modeling import (
     check_compatible,
-    check_fusable,
-    check_stack,
     compose,
     count_parameters,
     entry_kind,
@@ -41,6 +39,7 @@ from .modeling import (
     setup_mode,
     start_fusion,
 )
+from .modes import get_mode
 from .store import AdapterStore, StoreEntry, model_card
 from .tasks import TASKS, Task, declare_tasks, get_task
 from .tasks.common import token_count
@@ -113,7 +112,8 @@ def preflight(config: RunConfig) -> Inputs:
     """Every check that needs no model and no data: adapter config, store entries, base-model
     match, composition (stack, fusion), language adapters, store and run folder writable."""
     store = AdapterStore(config.store)
-    if config.mode != "full":
+    mode = get_mode(config.mode)
+    if not mode.full:
         parse_adapter_config(config.adapter)
         store.check_writable(config.name, config.overwrite)
     intermediates = [store.verify(name) for name in config.intermediate]
@@ -127,10 +127,8 @@ def preflight(config: RunConfig) -> Inputs:
                 f"language_adapters maps {lang!r} to {entry.name!r}, a language adapter trained on {trained_on}: "
                 f"give {lang!r} an adapter trained on {lang} text (task mlm, data.train_languages: [{lang}])"
             )
-    if config.mode == "stack":
-        check_stack(config.adapter, intermediates)
-    if config.mode == "fuse":
-        check_fusable(config.adapter, intermediates)
+    if not mode.full:
+        mode.preflight(config.adapter, intermediates)
     if (config.run_dir / "manifest.json").is_file() and not config.overwrite:
         raise ConfigError(
             f"run folder {str(config.run_dir)!r} already holds a finished run: choose another save_as "
@@ -243,8 +241,9 @@ def run(config: RunConfig) -> RunResult:
         return train(model, train_ds, collator, train_cfg, config.mode, trainer_dir / phase, config.seed,
                      evaluate_dev, "dev", label_names, **schedule)  # fmt: skip
 
+    mode = get_mode(config.mode)
     phases = {"train": train_phase("train")}
-    if config.mode == "fuse":  # the target adapter trained first; now the fusion layer
+    if mode.fusion:  # the target adapter trained first; now the fusion layer
         language = train_language and train_language.name
         start_fusion(model, core, config.name, config.fusion.config, config.fusion.joint, language)
         params = count_parameters(model)
@@ -263,7 +262,7 @@ def run(config: RunConfig) -> RunResult:
                 entry = inputs.languages.get(lang, train_language)
                 used_language[lang] = entry.name
                 model.active_adapters = compose(core, entry.name)
-            if config.mode == "fuse":
+            if mode.fusion:
                 fusion_attention[lang] = FusionAttention()
                 return fusion_attention[lang]
             return None
@@ -280,7 +279,7 @@ def run(config: RunConfig) -> RunResult:
             per_language=per_language,
         )
         summary[name] = summarize(metrics[name], task)
-    if config.mode != "full":
+    if not mode.full:
         model.active_adapters = compose(core, train_language and train_language.name)
     model.active_head = next(iter(heads))
     if not config.multitask:
@@ -289,7 +288,7 @@ def run(config: RunConfig) -> RunResult:
         summary = {"metric": "mean", "avg": sum(s["avg"] for s in summary.values()) / len(summary), "tasks": summary}
 
     adapter_config = config.adapter
-    if config.mode == "sequential":
+    if mode.continues_intermediate:
         adapter_config = inputs.intermediates[0].manifest.get("adapter_config") or config.adapter
     manifest = {
         "name": config.name,
@@ -300,12 +299,12 @@ def run(config: RunConfig) -> RunResult:
         # tasks declared in YAML travel with the entry, so a later `evaluate` knows them
         "task_declarations": {name: t.declaration for name, t in tasks.items() if t.declaration},
         "mode": config.mode,
-        "adapter_config": None if config.mode == "full" else adapter_config,
+        "adapter_config": None if mode.full else adapter_config,
         "base_model": config.model,
         "base_model_source": backbone_source(config.model),
         "base_model_revision": getattr(model.config, "_commit_hash", None),
-        "setup": None if config.mode == "full" else setup_names(model.active_adapters),
-        "composition": None if config.mode == "full" else str(model.active_adapters),
+        "setup": None if mode.full else setup_names(model.active_adapters),
+        "composition": None if mode.full else str(model.active_adapters),
         "head": config.name,
         "heads": {head: task.name for head, task in heads.items()},
         "seed": config.seed,
@@ -338,12 +337,12 @@ def run(config: RunConfig) -> RunResult:
         ),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    if config.mode == "fuse":
+    if mode.fusion:
         manifest["fusion"] = {
             "phases": {k: {"best": v.best_dev, "steps": v.steps, "history": v.history} for k, v in phases.items()},
             "attention": {lang: obs.result() for lang, obs in fusion_attention.items()},
         }
-    if config.mode == "sequential":
+    if mode.continues_intermediate:
         manifest["initialized_from"] = inputs.intermediates[0].name
     resumed = {k: p.resumed_from for k, p in phases.items() if p.resumed_from is not None}
     if resumed:
@@ -354,7 +353,7 @@ def run(config: RunConfig) -> RunResult:
     if used_language:
         manifest["language_adapters"] = used_language
     result = RunResult(config.name, manifest["task"], config.mode, metrics, summary, str(run_dir))
-    if config.mode == "full":
+    if mode.full:
         result.model_dir = str(_save_full_model(model, tokenizer, run_dir / "model"))
     else:
         setup = model.active_adapters

@@ -6,6 +6,7 @@ import functools
 from pathlib import Path
 
 from .errors import ConfigError
+from .modes import get_mode
 
 SMOKE_BANNER = (
     "SMOKE RUN: tiny random backbone. These numbers only show that the pipeline "
@@ -188,7 +189,7 @@ def grid_rows(records: list[dict]) -> list[dict]:
         labels = r["labels"]
         if labels.get("baseline"):
             continue
-        kind = "full" if labels["mode"] == "full" else "adapter"
+        kind = get_mode(labels["mode"]).kind
         # Retrieval jobs have one baseline: the plain backbone ("baseline base").
         same_kind = by_key.get((r["model"], r["target"], f"baseline {kind}")) or by_key.get(
             (r["model"], r["target"], "baseline base")

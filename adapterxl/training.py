@@ -18,6 +18,7 @@ import torch
 from transformers import TrainerCallback
 
 from .config import TrainingConfig
+from .modes import get_mode
 
 
 @dataclass
@@ -292,7 +293,7 @@ def train(
             selection.load(checkpoint)
         else:
             checkpoint = None
-    trainer_cls = _seeded(Trainer if mode == "full" else AdapterTrainer)
+    trainer_cls = _seeded(Trainer if get_mode(mode).full else AdapterTrainer)
     trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, data_collator=collator, callbacks=[selection])
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)

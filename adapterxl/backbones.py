@@ -19,14 +19,12 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
-from .fixtures import TINY_BACKBONES, build_tiny_backbone, cache_dir
+from .fixtures import TINY_BACKBONES, build_tiny_backbone, cache_dir, save_model_folder
 
 E5_SMALL = "multilingual-e5-small"
 E5_HUB_ID = "intfloat/multilingual-e5-small"
@@ -306,21 +304,10 @@ def convert_e5_small(target: Path) -> Path:
     if len(tokenizer) > config.vocab_size:
         raise ConfigError(f"tokenizer has {len(tokenizer)} pieces for {config.vocab_size} embedding rows")
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "README.md").write_text(_model_card(inputs), encoding="utf-8")
-        source = {role: {k: v for k, v in i.items() if k != "path"} for role, i in inputs.items()}
-        source.update(hub_id=E5_HUB_ID, conversion=_CONVERSION_VERSION, quantised="Q4_0 (4-bit), dequantised")
-        (tmp / "adapterxl_source.json").write_text(json.dumps(source, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, target)
-    except OSError:
-        if not (target / "config.json").is_file():  # lost a race with another conversion: fine
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    source = {role: {k: v for k, v in i.items() if k != "path"} for role, i in inputs.items()}
+    source.update(hub_id=E5_HUB_ID, conversion=_CONVERSION_VERSION, quantised="Q4_0 (4-bit), dequantised")
+    files = {"README.md": _model_card(inputs), "adapterxl_source.json": json.dumps(source, indent=2) + "\n"}
+    save_model_folder(model, tokenizer, target, files)
     return target
 
 

@@ -509,17 +509,20 @@ def build_tiny_backbone(name: str, root: Path | None = None) -> Path:
     with torch.random.fork_rng(devices=[]):  # building must not move the caller's random state
         torch.manual_seed(0)
         model = AutoModel.from_config(_tiny_config(arch, tokenizer))
-    return _save_built(model, tokenizer, target)
+    return save_model_folder(model, tokenizer, target)
 
 
-def _save_built(model, tokenizer, target: Path) -> Path:
-    """Save a built model + tokenizer to ``target`` through a temporary folder and a rename, so an
-    interrupted build leaves no half model."""
+def save_model_folder(model, tokenizer, target: Path, files: dict[str, str] | None = None) -> Path:
+    """Save a model + tokenizer (and ``files``: name -> text) to ``target`` through a temporary
+    folder and a rename, so an interrupted build leaves no half model."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        for name, text in (files or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
+        tmp.chmod(0o755)  # mkdtemp's folders are private; a cache is readable like any model folder
         os.replace(tmp, target)
     except OSError:
         if not (target / "config.json").is_file():  # lost a race with another build: fine
@@ -558,7 +561,7 @@ def build_tiny_translator(root: Path | None = None) -> Path:
         init_std=1.0,  # large random weights: varied (if meaningless) output tokens
     )
     torch.manual_seed(0)
-    return _save_built(BartForConditionalGeneration(config), tokenizer, target)
+    return save_model_folder(BartForConditionalGeneration(config), tokenizer, target)
 
 
 # --- Hub repositories in their published layouts -------------------------------------------------

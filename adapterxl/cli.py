@@ -9,6 +9,7 @@ import click
 
 from .config import MODES
 from .errors import AdapterXLError
+from .modes import MODES as MODE_TABLE
 
 
 def _friendly_errors(func):
@@ -85,7 +86,11 @@ def quickstart(out_dir: str, store: str | None, tiny: bool) -> None:
 @click.option("--mode", type=click.Choice(list(MODES)), help="Training mode.")
 @click.option("--adapter", "adapter_config", help="adapters config string, e.g. seq_bn.")
 @click.option(
-    "--intermediate", multiple=True, help="Store entry to build on (repeatable; modes stack, fuse, sequential)."
+    "--intermediate",
+    multiple=True,
+    help="Store entry to build on (repeatable; modes "
+    + ", ".join(name for name, m in MODE_TABLE.items() if m.intermediates != "none")
+    + ").",
 )
 @click.option("--save-as", help="Name of the store entry and run folder.")
 @click.option("--store", help="Adapter store folder.")

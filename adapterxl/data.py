@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -309,16 +310,17 @@ def _load_hub(task: Task, split: str, language: str, training: bool = False) -> 
 
 
 def _is_gated_error(exc: BaseException) -> bool:
-    """True when ``exc`` (or what caused it) says the repo is gated or needs a token."""
+    """True when ``exc`` (or the exception it was raised from) says the repo is gated: the Hub's
+    GatedRepoError, an HTTP 401 / 403, or datasets' "is a gated dataset" message."""
     from huggingface_hub.errors import GatedRepoError
 
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        text = str(exc).lower()
-        if isinstance(exc, GatedRepoError) or "gated" in text or "401 client error" in text or "restricted" in text:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if isinstance(exc, GatedRepoError) or status in (401, 403) or re.search(r"\bgated\b", str(exc), re.I):
             return True
-        exc = exc.__cause__ or exc.__context__
+        exc = exc.__cause__
     return False
 
 

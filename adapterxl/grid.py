@@ -47,7 +47,7 @@ GRID_KEYS = {
     "models": "backbones (default: defaults.model)",
     "intermediates": "intermediate tasks: a list of task names, or {label: run fields}",
     "targets": "target tasks: a list of task names, or {label: run fields}",
-    "modes": "how targets use intermediates: stack, fuse, sequential, full",
+    "modes": f"how targets use intermediates: {', '.join(GRID_MODES)}",
     "baselines": "targets without intermediate: adapter, full (default: one per kind of mode)",
     "seeds": "target-task seeds",
     "intermediate_seed": "seed of the intermediate trainings (default: the first seed)",

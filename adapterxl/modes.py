@@ -36,10 +36,6 @@ class Mode:
     check: Callable | None = None  # (adapter config, intermediate entries) -> None, raising ConfigError
 
     @property
-    def trainer(self) -> str:
-        return "Trainer" if self.full else "AdapterTrainer"
-
-    @property
     def kind(self) -> str:
         """``full`` or ``adapter``: which trainer and cost model apply, which kind of intermediate it
         builds on in a grid, and which no-intermediate baseline its gains are measured against."""

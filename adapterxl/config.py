@@ -273,10 +273,9 @@ class RunConfig:
         if self.training.epochs <= 0 and self.training.max_steps <= 0:
             raise ConfigError("set training.epochs > 0 or training.max_steps > 0")
         if self.training.lr_scheduler not in LR_SCHEDULERS:
-            hint = difflib.get_close_matches(str(self.training.lr_scheduler), LR_SCHEDULERS, n=1)
             raise ConfigError(
                 f"training.lr_scheduler must be one of {', '.join(LR_SCHEDULERS)}, got {self.training.lr_scheduler!r}"
-                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + _suggest(self.training.lr_scheduler, LR_SCHEDULERS)
             )
         if not 0 <= self.training.warmup_ratio < 1:
             raise ConfigError(f"training.warmup_ratio must be in [0, 1), got {self.training.warmup_ratio}")

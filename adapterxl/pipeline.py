@@ -130,8 +130,7 @@ def preflight(config: RunConfig) -> Inputs:
                 f"language_adapters maps {lang!r} to {entry.name!r}, a language adapter trained on {trained_on}: "
                 f"give {lang!r} an adapter trained on {lang} text (task mlm, data.train_languages: [{lang}])"
             )
-    if not mode.full:
-        mode.preflight(config.adapter, intermediates)
+    mode.preflight(config.adapter, intermediates)
     if (config.run_dir / "manifest.json").is_file() and not config.overwrite:
         raise ConfigError(
             f"run folder {str(config.run_dir)!r} already holds a finished run: choose another save_as "

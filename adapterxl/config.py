@@ -9,7 +9,6 @@ each run. Relative paths in a config are relative to the current working directo
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import re
 import types
@@ -20,16 +19,16 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, check_keys, check_name, suggest
 from .modes import MODE_NAMES, get_mode
 from .modes import MODES as MODE_TABLE
+from .tasks import BUILTIN, TaskRegistry
 
 # Training modes live in adapterxl.modes; MODES are their names.
 MODES = MODE_NAMES
 SAMPLING_SCHEMES = ("proportional", "uniform", "temperature")
 # The Trainer's schedules that need no extra arguments (transformers.SchedulerType).
 LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,99}$")
 
 
 def default_store() -> str:
@@ -149,6 +148,9 @@ class RunConfig:
     task_data: dict[str, DataConfig] = field(default_factory=dict)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     license: str = "mit"
+    # Where the task names resolve: the built-in tasks and those declared in the config's file
+    # (its tasks: block). Not a YAML key: dump_runs writes the declarations as a tasks: block.
+    registry: TaskRegistry = field(default=BUILTIN, repr=False, compare=False, metadata={"yaml": False})
 
     def __post_init__(self) -> None:
         self.validate()
@@ -180,13 +182,11 @@ class RunConfig:
 
     def validate(self) -> None:
         """Check what can be checked without loading anything; raise ConfigError otherwise."""
-        from .tasks import get_task  # the registry validates task names with a suggestion
-
         if not self.tasks:
             raise ConfigError("task: name at least one task")
         if len(set(self.tasks)) != len(self.tasks):
             raise ConfigError(f"task lists a task twice: {self.tasks}")
-        tasks = [get_task(name) for name in self.tasks]
+        tasks = [self.registry.get(name) for name in self.tasks]  # unknown names: a suggestion
         for task in tasks:
             if task.kind == "retrieval":
                 raise ConfigError(
@@ -275,26 +275,36 @@ class RunConfig:
         if self.training.lr_scheduler not in LR_SCHEDULERS:
             raise ConfigError(
                 f"training.lr_scheduler must be one of {', '.join(LR_SCHEDULERS)}, got {self.training.lr_scheduler!r}"
-                + _suggest(self.training.lr_scheduler, LR_SCHEDULERS)
+                + suggest(self.training.lr_scheduler, LR_SCHEDULERS)
             )
         if not 0 <= self.training.warmup_ratio < 1:
             raise ConfigError(f"training.warmup_ratio must be in [0, 1), got {self.training.warmup_ratio}")
         if self.training.bf16 not in ("auto", True, False):
             raise ConfigError(f"training.bf16 must be auto, true or false, got {self.training.bf16!r}")
 
+    def task_objects(self) -> dict:
+        """``{name: Task}`` of the run's tasks, from its registry."""
+        return {name: self.registry.get(name) for name in self.tasks}
+
+    def declarations(self) -> dict[str, dict]:
+        """The declarations of the run's declared tasks (``{name: declaration}``, as written)."""
+        return self.registry.declarations(self.tasks)
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The YAML fields (the registry is not one; see :func:`dump_runs`)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.metadata.get("yaml", True)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "config") -> RunConfig:
+    def from_dict(cls, data: dict[str, Any], where: str = "config", registry: TaskRegistry = BUILTIN) -> RunConfig:
         """Build a validated config; unknown keys and wrong types are errors naming the key.
-        Each ``task_data`` entry replaces the fields of ``data`` it names, for its task."""
+        Each ``task_data`` entry replaces the fields of ``data`` it names, for its task; task names
+        resolve in ``registry``."""
         if isinstance(data, dict) and isinstance(data.get("task_data"), dict):
             base = data.get("data") or {}
             # Field by field: a task's data_files replace the run's, they do not add to them.
             merged = {k: {**base, **v} if isinstance(v, dict) else v for k, v in data["task_data"].items()}
             data = {**data, "task_data": merged}
-        return _build(cls, data, where)
+        return build(cls, data, where, registry=registry)
 
 
 def parse_sampling(spec: str | dict[str, float], tasks: list[str]) -> dict:
@@ -414,37 +424,12 @@ def check_train_languages(task, data: DataConfig) -> None:
             )
 
 
-def check_name(name: str) -> str:
-    """Store names become folder and adapter names: letters, digits, ``-`` and ``_`` only."""
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise ConfigError(
-            f"invalid adapter name {name!r}: use 1-100 letters, digits, '-' or '_', starting with a "
-            "letter or digit (no '/', '.', ',' or spaces)"
-        )
-    return name
-
-
-def _suggest(value: str, choices) -> str:
-    close = difflib.get_close_matches(str(value), list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def check_keys(data, known, where: str, described: bool = False) -> None:
-    """A key of ``data`` not in ``known`` is a ConfigError naming it, the closest known key and the
-    known keys (``described``: ``known`` maps each key to what it means, listed too)."""
-    unknown = [k for k in data if k not in known]
-    if unknown:
-        key = unknown[0]
-        listing = "; ".join(f"{k}: {v}" for k, v in known.items()) if described else f"valid keys: {sorted(known)}"
-        raise ConfigError(f"{where}: unknown key {key!r}{_suggest(key, known)}; {listing}")
-
-
 def _check_type(value: Any, hint: Any, where: str) -> Any:
     """Check ``value`` against a simple type hint; ints are accepted where floats are."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)
+        return build(hint, value, where)
     if origin in (typing.Union, types.UnionType):
         for arg in args:
             try:
@@ -482,17 +467,23 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
     raise ConfigError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
 
 
-def _build(cls, data: Any, where: str):
+def _plain(value: Any) -> Any:
+    return asdict(value) if dataclasses.is_dataclass(value) else value
+
+
+def build(cls, data: Any, where: str, **extra):
+    """A ``cls`` (config dataclass) from a YAML mapping, every key and type checked; ``extra``:
+    fields that are not YAML keys (a RunConfig's registry)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping of {cls.__name__} fields, got {data!r}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.metadata.get("yaml", True)}
     check_keys(data, fields, where)
     kwargs = {}
     for key, value in data.items():
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
-            kwargs[key] = _build(hint, value, f"{where}.{key}")
+            kwargs[key] = build(hint, value, f"{where}.{key}")
         else:
             kwargs[key] = _check_type(value, hint, f"{where}.{key}")
     missing = [
@@ -503,33 +494,32 @@ def _build(cls, data: Any, where: str):
     if missing:
         raise ConfigError(f"{where}: missing required key(s) {missing}")
     try:
-        return cls(**kwargs)
+        return cls(**kwargs, **extra)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def _merge(base: dict, override: dict) -> dict:
+def merge(base: dict, override: dict) -> dict:
     out = dict(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge(out[key], value)
         else:
             out[key] = value
     return out
 
 
-def parse_runs(data: Any, where: str = "config") -> list[RunConfig]:
+def parse_runs(data: Any, where: str = "config", registry: TaskRegistry = BUILTIN) -> list[RunConfig]:
     """Turn a parsed YAML document (one run, or ``runs:`` + ``defaults:``; either with a ``tasks:``
-    block declaring tasks) into run configs."""
+    block declaring tasks) into run configs whose task names resolve in ``registry`` plus the
+    file's own declarations."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     if "tasks" in data:  # tasks declared in the file, usable by its runs like built-in ones
-        from .tasks import declare_tasks
-
-        declare_tasks(data["tasks"], f"{where}: tasks")
+        registry = registry.declare(data["tasks"], f"{where}: tasks")
         data = {k: v for k, v in data.items() if k != "tasks"}
     if "runs" not in data:
-        return [RunConfig.from_dict(data, where)]
+        return [RunConfig.from_dict(data, where, registry)]
     extra = [k for k in data if k not in ("runs", "defaults")]
     if extra:
         raise ConfigError(f"{where}: a pipeline file has only 'tasks', 'runs' and 'defaults', not {extra}")
@@ -537,7 +527,9 @@ def parse_runs(data: Any, where: str = "config") -> list[RunConfig]:
     runs = data["runs"]
     if not isinstance(runs, list) or not runs:
         raise ConfigError(f"{where}: 'runs' must be a non-empty list of runs")
-    configs = [RunConfig.from_dict(_merge(defaults, run or {}), f"{where}: runs[{i}]") for i, run in enumerate(runs)]
+    configs = [
+        RunConfig.from_dict(merge(defaults, run or {}), f"{where}: runs[{i}]", registry) for i, run in enumerate(runs)
+    ]
     names = [c.name for c in configs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -564,15 +556,13 @@ def load_runs(path: str | Path, overrides: dict[str, Any] | None = None) -> list
     return parse_runs(data, str(path))
 
 
-def load_task_declarations(path: str | Path) -> list:
-    """Declare (register) the tasks of the ``tasks:`` block of a run-config, grid or task file and
-    return them; a file without one is a ConfigError."""
-    from .tasks import declare_tasks
-
+def load_task_declarations(path: str | Path, registry: TaskRegistry = BUILTIN) -> TaskRegistry:
+    """``registry`` plus the tasks declared in the ``tasks:`` block of a run-config, grid or task
+    file; a file without one is a ConfigError."""
     data = read_yaml(path)
     if not isinstance(data, dict) or "tasks" not in data:
         raise ConfigError(f"{path}: no tasks: block (tasks: {{name: {{family: ..., languages: [...], ...}}}})")
-    return declare_tasks(data["tasks"], f"{path}: tasks")
+    return registry.declare(data["tasks"], f"{path}: tasks")
 
 
 def apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
@@ -585,8 +575,8 @@ def apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
             node = node.setdefault(part, {})
         node[leaf] = value
     if isinstance(data, dict) and "runs" in data:
-        return {**data, "runs": [_merge(run or {}, nested) for run in data["runs"]]}
-    return _merge(data or {}, nested)
+        return {**data, "runs": [merge(run or {}, nested) for run in data["runs"]]}
+    return merge(data or {}, nested)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -602,6 +592,11 @@ def dump_runs(configs: list[RunConfig], path: str | Path, header: str = "") -> P
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data: Any = configs[0].to_dict() if len(configs) == 1 else {"runs": [c.to_dict() for c in configs]}
+    declared = BUILTIN
+    for config in configs:  # one name declared differently by two of the configs is an error
+        declared = declared.declare(config.declarations(), f"{path}: tasks")
+    if declared.declared:  # the file declares its tasks again, so that it runs on its own
+        data = {"tasks": declared.declarations(), **data}
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     path.write_text((header + "\n" if header else "") + text, encoding="utf-8")
     return path

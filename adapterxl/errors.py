@@ -1,10 +1,13 @@
-"""Exceptions raised by adapterxl.
+"""Exceptions raised by adapterxl, and the shared checks that raise them (names, keys).
 
 Every error a user can cause (config, data, store, CLI arguments) is an :class:`AdapterXLError`
 whose message names the wrong value and the fix. The CLI prints these without a traceback.
 """
 
 from __future__ import annotations
+
+import difflib
+import re
 
 
 class AdapterXLError(ValueError):
@@ -86,3 +89,41 @@ def _find_row(path: str, index: int) -> tuple[int, str | None]:
                 return count + 1, f"line {number}"
             count += 1
     return count, None
+
+
+# -- checks shared by config files, grid files and task declarations ---------------------------------
+
+# Store, run and task names become folder and adapter names.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,99}$")
+
+
+def check_name(name: str) -> str:
+    """Store names become folder and adapter names: letters, digits, ``-`` and ``_`` only."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise ConfigError(
+            f"invalid adapter name {name!r}: use 1-100 letters, digits, '-' or '_', starting with a "
+            "letter or digit (no '/', '.', ',' or spaces)"
+        )
+    return name
+
+
+def suggest(value: str, choices) -> str:
+    """`` (did you mean 'x'?)`` for the choice closest to ``value``, or ``""``."""
+    close = difflib.get_close_matches(str(value), list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_keys(data, known, where: str, described: bool = False) -> None:
+    """A key of ``data`` not in ``known`` is a ConfigError naming it, the closest known key and the
+    known keys (``described``: ``known`` maps each key to what it means, listed too)."""
+    unknown = [k for k in data if k not in known]
+    if unknown:
+        key = unknown[0]
+        listing = "; ".join(f"{k}: {v}" for k, v in known.items()) if described else f"valid keys: {sorted(known)}"
+        raise ConfigError(f"{where}: unknown key {key!r}{suggest(key, known)}; {listing}")
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (library errors can run to pages)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "no message"

@@ -15,9 +15,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import DataConfig
+from .embeddings import use_bf16
 from .metrics import task_score
 from .tasks import Task
-from .training import use_bf16
 
 
 def length_order(lengths) -> np.ndarray:

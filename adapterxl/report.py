@@ -58,20 +58,20 @@ def result_lines(result) -> list[str]:
     """What the CLI prints after a run: the results table (one per task of a multi-task run),
     the sampled task shares and the fusion attention per language when there are any."""
     manifest = result.manifest
-    if len(manifest.get("tasks", [])) > 1:
+    if len(manifest.tasks) > 1:
         lines = [
             results_table({f"{result.name}/{task}": m}, result.summary["tasks"][task]["metric"])
             for task, m in result.metrics.items()
         ]
     else:
         lines = [results_table({result.name: result.metrics}, result.summary["metric"])]
-    sampling = manifest.get("sampling")
+    sampling = manifest.sampling
     if sampling:
         shares = ", ".join(
             f"{t} {sampling['shares_seen'][t]:.2f} (p={p:.2f})" for t, p in sampling["probabilities"].items()
         )
         lines.append(f"Task shares of the batches: {shares}")
-    attention = manifest.get("fusion", {}).get("attention")
+    attention = (manifest.fusion or {}).get("attention")
     if attention:
         lines.append(attention_table(attention))
     return lines
@@ -139,7 +139,7 @@ def language_scores(record: dict) -> dict[str, float]:
 
 def benchmark_scores(task: str, per_language: dict[str, float]) -> dict[str, float | None]:
     """Mean over the task's XTREME and XTREME-R languages present (None when none is present)."""
-    from .metrics import XTREME_R_TASK_LANGUAGES, XTREME_TASK_LANGUAGES
+    from .languages import XTREME_R_TASK_LANGUAGES, XTREME_TASK_LANGUAGES
 
     out = {}
     for name, table in (("xtreme", XTREME_TASK_LANGUAGES), ("xtreme_r", XTREME_R_TASK_LANGUAGES)):
@@ -209,9 +209,9 @@ def uriel_distances(languages: list[str], to: str = "en") -> dict[str, dict[str,
     features). Languages URIEL lacks are left out."""
     import numpy as np
 
-    from .tasks.retrieval import _lang2vec
+    from .tasks.retrieval import lang2vec
 
-    l2v = _lang2vec()
+    l2v = lang2vec()
     available = set(l2v.available_uriel_languages())
     codes = {lang: URIEL_CODES.get(lang, l2v.LETTER_CODES.get(lang, lang)) for lang in {*languages, to}}
     codes = {lang: c for lang, c in codes.items() if c in available}
@@ -230,9 +230,9 @@ def uriel_distances(languages: list[str], to: str = "en") -> dict[str, dict[str,
 
 @functools.lru_cache(maxsize=32)
 def _uriel_vectors(codes: tuple[str, ...], feature: str) -> dict:
-    from .tasks.retrieval import _lang2vec
+    from .tasks.retrieval import lang2vec
 
-    return _lang2vec().get_features(list(codes), feature)
+    return lang2vec().get_features(list(codes), feature)
 
 
 def similarity_correlations(rows: list[dict]) -> list[dict]:
@@ -302,7 +302,7 @@ def build_report(
     rows = grid_rows([r for r in records if r["kind"] == "target"])
     rows.sort(key=lambda r: (r["model"], r["target"], not r["labels"].get("baseline"), r["setup"]))
     retrieval = grid_rows([r for r in records if r["kind"] == "retrieval"])
-    correlations = similarity_correlations(rows) if _has_lang2vec() else []
+    correlations = similarity_correlations(rows) if _haslang2vec() else []
 
     smoke = any(r["labels"]["model"].startswith("tiny-") for r in records)
     parts = [
@@ -454,11 +454,11 @@ def build_report(
     }
 
 
-def _has_lang2vec() -> bool:
+def _haslang2vec() -> bool:
     try:
-        from .tasks.retrieval import _lang2vec
+        from .tasks.retrieval import lang2vec
 
-        _lang2vec()
+        lang2vec()
         return True
     except ImportError:
         return False

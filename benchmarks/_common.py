@@ -102,7 +102,8 @@ def backbone(shape: Shape, attention: str = "sdpa", seed: int = 0):
 
 def intermediates(shape: Shape, n: int, adapter: str, folder: Path):
     """``n`` random intermediate adapters saved as store-entry folders (for ``stack`` / ``fuse``)."""
-    from adapterxl.modeling import parse_adapter_config
+    from adapterxl.manifest import Manifest
+    from adapterxl.modes import parse_adapter_config
     from adapterxl.store import StoreEntry
 
     scratch = backbone(Shape(shape.layers, shape.hidden, shape.heads, shape.ffn, vocab=8))
@@ -111,7 +112,7 @@ def intermediates(shape: Shape, n: int, adapter: str, folder: Path):
         name = f"inter{i}"
         scratch.add_adapter(name, config=parse_adapter_config(adapter))
         scratch.save_adapter(str(folder / name), name, with_head=False, use_safetensors=True)
-        manifest = {"kind": "adapter", "adapter_config": adapter, "base_model": "benchmark"}
+        manifest = Manifest(name, base_model="benchmark", task="benchmark", kind="adapter", adapter_config=adapter)
         entries.append(StoreEntry(name, folder / name, manifest))
     return entries
 

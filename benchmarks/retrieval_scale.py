@@ -1,6 +1,6 @@
 """Bitext mining at corpus scale: time, peak memory and achieved GFLOP/s.
 
-For each size n, mines n x n random unit vectors (d=1024) with adapterxl.retrieval.margin_mine
+For each size n, mines n x n random unit vectors (d=1024) with adapterxl.embeddings.margin_mine
 (k=4 in both directions: one tiled pass over the n x n similarity matrix, 2 n^2 d FLOPs) in float32
 and in bf16-search-with-float32-rescoring, and, where the whole matrix fits in memory, a naive
 baseline (full similarity matrix, then top-k both ways). Every measurement runs in a fresh
@@ -29,7 +29,7 @@ NAIVE_MAX_BYTES = 12 * 2**30  # the full n x n float32 matrix must fit in 12 GiB
 def measure(method: str, n: int, seed: int = 0) -> dict:
     import torch
 
-    from adapterxl.retrieval import margin_mine, normalize  # imported before the clock starts
+    from adapterxl.embeddings import margin_mine, normalize  # imported before the clock starts
 
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, DIM), dtype=np.float32)

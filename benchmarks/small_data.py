@@ -27,7 +27,7 @@ import _common as C  # noqa: E402
 from adapterxl import RunConfig, run  # noqa: E402
 from adapterxl.backbones import E5_SMALL  # noqa: E402
 from adapterxl.quickstart import quickstart_config, write_data  # noqa: E402
-from adapterxl.tasks import declare_tasks  # noqa: E402
+from adapterxl.tasks import BUILTIN  # noqa: E402
 
 SETTINGS = {  # task -> [(scheduler, learning rate, epochs, batch size)]
     "topics": [
@@ -54,7 +54,7 @@ def main() -> None:
     datasets.disable_progress_bars()
     with tempfile.TemporaryDirectory() as tmp:
         paths = write_data(Path(tmp) / "data")
-        declare_tasks(quickstart_config(paths, tmp, tmp, E5_SMALL)["tasks"], "small_data")
+        registry = BUILTIN.declare(quickstart_config(paths, tmp, tmp, E5_SMALL)["tasks"], "small_data")
         print(f"# {C.machine()}")
         n = args.examples or {"topics": 400, "nli": 480}[args.task]
         print(f"# {E5_SMALL} (offline 4-bit copy), seq_bn adapter, warmup 10%, task {args.task}, "
@@ -74,15 +74,15 @@ def main() -> None:
                 "data": {**data, "max_train_examples": args.examples},
                 "training": {"epochs": epochs, "batch_size": batch, "learning_rate": lr, "lr_scheduler": scheduler,
                              "logging_steps": 10_000},
-            })  # fmt: skip
+            }, "small_data", registry)  # fmt: skip
             result = run(config)
-            dev = result.manifest["dev"]
+            dev = result.manifest.dev
             curve = " ".join(f"{h['dev_dev']:.0f}" for h in dev["history"])
             best_epoch = next(h["epoch"] for h in dev["history"] if h["step"] == dev["best_step"])
             others = [lang for lang in result.metrics if lang != "en"]
             zero_shot = f"{sum(result.metrics[x]['accuracy'] for x in others) / len(others):.1f}" if others else "-"
             print(f"| {scheduler} | {lr:g} | {epochs} | {batch} | {curve} | {dev['best']:.1f} ({best_epoch:.0f}) | "
-                  f"{zero_shot} | {result.manifest['train_seconds']:.0f} |", flush=True)  # fmt: skip
+                  f"{zero_shot} | {result.manifest.train_seconds:.0f} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

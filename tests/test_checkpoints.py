@@ -22,7 +22,7 @@ def test_a_crashed_run_continues_from_its_checkpoint_to_the_same_result(tmp_path
         "training": {"epochs": 2, "save_steps": 5, "eval_steps": 4, "learning_rate": 2e-3 if mode != "full" else 2e-4},
     }
     whole = run(RunConfig.from_dict(run_config(tmp_path / "a", save_as="whole", **fields)))
-    assert "resumed_from_step" not in whole.manifest
+    assert whole.manifest.resumed_from_step is None
 
     config = RunConfig.from_dict(run_config(tmp_path / "b", save_as="crashy", **fields))
     original = DevSelection.on_step_end
@@ -40,12 +40,12 @@ def test_a_crashed_run_continues_from_its_checkpoint_to_the_same_result(tmp_path
     monkeypatch.setattr(DevSelection, "on_step_end", original)
 
     resumed = run(config)
-    assert resumed.manifest["resumed_from_step"] == {"train": 10}
-    assert resumed.manifest["dev"]["steps"] == whole.manifest["dev"]["steps"] == 26  # 200 examples / 16, 2 epochs
+    assert resumed.manifest.resumed_from_step == {"train": 10}
+    assert resumed.manifest.dev["steps"] == whole.manifest.dev["steps"] == 26  # 200 examples / 16, 2 epochs
     # The dev-selection history from before the crash survived, and the numbers match the uninterrupted run.
-    scored = [h for h in resumed.manifest["dev"]["history"] if "dev_dev" in h]
+    scored = [h for h in resumed.manifest.dev["history"] if "dev_dev" in h]
     assert [h["step"] for h in scored] == [4, 8, 12, 16, 20, 24, 26]
-    assert scored == [h for h in whole.manifest["dev"]["history"] if "dev_dev" in h]
-    assert resumed.manifest["dev"]["best"] == pytest.approx(whole.manifest["dev"]["best"], abs=1e-9)
+    assert scored == [h for h in whole.manifest.dev["history"] if "dev_dev" in h]
+    assert resumed.manifest.dev["best"] == pytest.approx(whole.manifest.dev["best"], abs=1e-9)
     assert resumed.metrics["en"]["accuracy"] == pytest.approx(whole.metrics["en"]["accuracy"], abs=1e-9)
     assert not (config.run_dir / "trainer").exists()  # scratch checkpoints go once the run is finished

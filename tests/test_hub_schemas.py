@@ -215,7 +215,7 @@ def test_task_loads_its_published_schema_and_a_short_run_trains_on_it(name, tmp_
         training={"max_steps": 2, "batch_size": 4},
     )  # fmt: skip
     result = run(RunConfig.from_dict(config))
-    assert result.manifest["dev"]["steps"] == 2 and set(result.metrics) == set(loaded.evaluation)
+    assert result.manifest.dev["steps"] == 2 and set(result.metrics) == set(loaded.evaluation)
 
 
 def test_copa_loads_from_its_folder_on_the_parquet_branch_not_as_a_config(tmp_path, monkeypatch):

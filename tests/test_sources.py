@@ -63,7 +63,7 @@ def test_anliplus_concatenates_anli_rounds_mnli_and_snli(fake_hub):
 
 def test_anliplus_trains_an_intermediate_adapter(tmp_path, fake_hub):
     result = run(RunConfig.from_dict(run_config(tmp_path, task="anliplus", save_as="anliplus")))
-    assert result.manifest["data_sizes"]["train"] == 68 and set(result.metrics) == {"en"}
+    assert result.manifest.data_sizes["train"] == 68 and set(result.metrics) == {"en"}
 
 
 def _ccg_files(tmp_path):
@@ -88,7 +88,7 @@ def test_ccg_needs_local_files_and_reads_its_tag_set_from_training_data(tmp_path
         RunConfig.from_dict(run_config(tmp_path, task="ccg", save_as="ccg", data={"data_files": data.data_files}))
     )
     assert set(result.metrics["en"]) == {"precision", "recall", "f1"}
-    assert result.manifest["labels"] == list(task.labels)
+    assert result.manifest.labels == list(task.labels)
 
 
 def test_registry_has_every_task_of_the_paper():
@@ -100,7 +100,7 @@ def test_registry_has_every_task_of_the_paper():
 
 
 def test_xtreme_r_language_lists():
-    from adapterxl.metrics import XTREME_R_TASK_LANGUAGES
+    from adapterxl.languages import XTREME_R_TASK_LANGUAGES
 
     assert (
         set(get_task("wikiann").languages) == set(XTREME_R_TASK_LANGUAGES["panx"])

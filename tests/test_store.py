@@ -11,13 +11,14 @@ from conftest import make_entry, run_config
 from adapterxl import RunConfig, run
 from adapterxl.cli import main
 from adapterxl.errors import StoreError
+from adapterxl.manifest import Manifest
 from adapterxl.store import AdapterStore
 
 
 def test_verify_detects_changed_missing_and_unlisted_files(tmp_path):
     entry = make_entry(tmp_path, "inter", "tiny-xlmr")
     store = AdapterStore(tmp_path)
-    assert store.verify("inter").manifest["files"]["adapter.safetensors"]
+    assert store.verify("inter").manifest.files["adapter.safetensors"]
     weights = entry.path / "adapter.safetensors"
     original = weights.read_bytes()
     weights.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))  # one flipped bit
@@ -149,7 +150,7 @@ def test_pull_round_trip_verifies_and_loads_to_identical_logits(tmp_path, monkey
     _serve(monkeypatch, {"lab/inter": tmp_path / "repo"}, calls)
     entry = pull(AdapterStore(tmp_path / "b"), "lab/inter", token=SECRET, revision="v1")
     assert calls == [{"repo_id": "lab/inter", "revision": "v1", "token": SECRET}]
-    assert entry.name == "inter" and entry.manifest["source"] == {"repo": "lab/inter", "revision": "v1"}
+    assert entry.name == "inter" and entry.manifest.source == {"repo": "lab/inter", "revision": "v1"}
     AdapterStore(tmp_path / "b").verify("inter")
     logits = []
     for store in ("a", "b"):
@@ -186,9 +187,7 @@ def test_pull_refuses_pickled_weights_unless_trusted(tmp_path, monkeypatch):
     )
     assert out.exit_code == 0, out.output
     entry = AdapterStore(tmp_path / "store").verify("tiny-sst")
-    assert (
-        entry.kind == "adapter" and entry.manifest["task"] == "sst" and entry.manifest["adapter_config"] == "bottleneck"
-    )
+    assert entry.kind == "adapter" and entry.manifest.task == "sst" and entry.manifest.adapter_config == "bottleneck"
     fresh, _ = load_backbone("tiny-xlmr")
     assert load_stored(fresh, entry) == "tiny-sst" and "tiny-sst" in fresh.adapters_config
 
@@ -228,7 +227,7 @@ def test_model_card_metadata_lists_every_language_metric_and_the_license():
         "metrics": {"en": {"f1": 83.25}, "de": {"f1": 77.5}},
         "summary": {"metric": "f1", "avg": 80.375, "avg_zero_shot": 77.5},
     }
-    card = model_card(manifest)
+    card = model_card(Manifest.from_dict(manifest))
     meta = _card_meta(card)
     assert meta["library_name"] == "adapter-transformers" and meta["base_model"] == "xlm-roberta-large"
     assert meta["license"] == "cc-by-4.0" and meta["language"] == ["de", "en"]
@@ -256,7 +255,7 @@ def test_model_card_metadata_lists_every_language_metric_and_the_license():
             "tasks": {"mnli": {"metric": "accuracy", "avg": 80.0}, "squad": {"metric": "f1", "avg": 85.0}},
         },
     }
-    (entry,) = _card_meta(model_card(multi))["model-index"]
+    (entry,) = _card_meta(model_card(Manifest.from_dict(multi)))["model-index"]
     types = {r["task"]["name"]: (r["task"]["type"], [m["value"] for m in r["metrics"]]) for r in entry["results"]}
     assert types == {"mnli": ("text-classification", [80.0]), "squad": ("question-answering", [85.0, 75.0])}
 

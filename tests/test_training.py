@@ -7,6 +7,7 @@ import torch
 from conftest import run_config
 
 from adapterxl import RunConfig, run
+from adapterxl.manifest import Manifest
 from adapterxl.modeling import load_backbone, setup_mode
 from adapterxl.tasks import get_task
 
@@ -34,11 +35,11 @@ def test_gradient_checkpointing_recomputes_and_trains_the_same_model(tmp_path, n
     fields["training"]["gradient_checkpointing"] = True
     recomputed = run(RunConfig.from_dict(run_config(tmp_path / "b", save_as="recomputed", **fields)))
     # every layer of every training step ran under non-reentrant checkpointing: 7 steps x 2 layers
-    assert recomputed.manifest["dev"]["steps"] == 7  # 100 examples / 16
+    assert recomputed.manifest.dev["steps"] == 7  # 100 examples / 16
     assert len(calls) == 7 * 2 and set(calls) == {False}
-    history = [h for h in recomputed.manifest["dev"]["history"] if "loss" not in h]
+    history = [h for h in recomputed.manifest.dev["history"] if "loss" not in h]
     assert [h["step"] for h in history] == [3, 6, 7]
-    for a, b in zip(history, [h for h in plain.manifest["dev"]["history"] if "loss" not in h], strict=True):
+    for a, b in zip(history, [h for h in plain.manifest.dev["history"] if "loss" not in h], strict=True):
         assert a == pytest.approx(b, abs=1e-6)
     for language in ("en", "de"):
         assert recomputed.metrics[language]["accuracy"] == pytest.approx(plain.metrics[language]["accuracy"], abs=1e-9)
@@ -75,7 +76,9 @@ def test_gradient_checkpointing_works_for_adapter_fusion(tmp_path):
     for name in ("inter0", "inter1"):
         scratch.add_adapter(name, config="seq_bn")
         scratch.save_adapter(str(tmp_path / name), name, with_head=False, use_safetensors=True)
-        entries.append(StoreEntry(name, tmp_path / name, {"kind": "adapter", "adapter_config": "seq_bn"}))
+        entries.append(
+            StoreEntry(name, tmp_path / name, Manifest(name, "tiny-xlmr", kind="adapter", adapter_config="seq_bn"))
+        )
     results = []
     for checkpointing in (False, True):
         torch.manual_seed(0)
@@ -107,7 +110,7 @@ def test_lr_scheduler_sets_the_schedule_after_warmup(tmp_path, nli_files, schedu
                      "lr_scheduler": scheduler},
     }  # fmt: skip
     result = run(RunConfig.from_dict(run_config(tmp_path, save_as=scheduler, **fields)))
-    rates = [h["learning_rate"] for h in result.manifest["dev"]["history"] if "loss" in h]
+    rates = [h["learning_rate"] for h in result.manifest.dev["history"] if "loss" in h]
     assert len(rates) == 14  # 2 epochs x 7 steps, one log line each
     assert rates[0] < rates[2] <= 1e-3  # warmup (3 steps) in both
     if scheduler == "linear":

@@ -203,7 +203,7 @@ def test_fusion_of_three_intermediates_trains_and_reports_attention_per_language
         fusion={"learning_rate": 5e-3, "epochs": 4},
     )
     result = run(RunConfig.from_dict(config))
-    manifest = result.manifest
+    manifest = result.manifest.to_dict()
     assert manifest["composition"] == "Fuse[inter-a, inter-b, inter-c, xnli-fused]"
     assert set(result.metrics) == {"en", "de", "fr"}
     for phase in ("train", "fusion"):
@@ -241,13 +241,13 @@ def test_variant_runs_lower_the_loss(tmp_path, store, nli_files, variant):
         training=TRAIN,
     )
     result = run(RunConfig.from_dict(config))
-    assert _moves_down(_losses(result.manifest))
+    assert _moves_down(_losses(result.manifest.to_dict()))
     if variant == "mad-x":
         # Each language runs with its own language adapter when it has one, else English's.
-        assert result.manifest["language_adapters"] == {"en": "lang-en", "de": "lang-de", "fr": "lang-en"}
-        assert result.manifest["composition"] == "Stack[lang-en, inter-a, xnli-mad-x]"
+        assert result.manifest.language_adapters == {"en": "lang-en", "de": "lang-de", "fr": "lang-en"}
+        assert result.manifest.composition == "Stack[lang-en, inter-a, xnli-mad-x]"
     if variant == "sequential":
-        assert result.manifest["initialized_from"] == "inter-a" and result.manifest["kind"] == "adapter"
+        assert result.manifest.initialized_from == "inter-a" and result.manifest.kind == "adapter"
 
 
 def test_language_adapter_trained_with_mlm_then_used_in_a_stack(tmp_path, nli_files):
@@ -264,8 +264,8 @@ def test_language_adapter_trained_with_mlm_then_used_in_a_stack(tmp_path, nli_fi
         )
         result = run(RunConfig.from_dict(config))
         assert set(result.metrics) == {lang} and 0 <= result.metrics[lang]["accuracy"] <= 100
-        assert result.manifest["train_languages"] == [lang]
-        assert _moves_down(_losses(result.manifest))
+        assert result.manifest.train_languages == [lang]
+        assert _moves_down(_losses(result.manifest.to_dict()))
     entry = AdapterStore(store).get("mlm-en")
     model, _ = load_backbone("tiny-xlmr")
     load_stored(model, entry)
@@ -280,7 +280,7 @@ def test_language_adapter_trained_with_mlm_then_used_in_a_stack(tmp_path, nli_fi
         data={**_xnli(nli_files, ("en", "de")), "max_train_examples": 32},
     )
     result = run(RunConfig.from_dict(config))
-    assert result.manifest["language_adapters"] == {"en": "mlm-en", "de": "mlm-de"}
+    assert result.manifest.language_adapters == {"en": "mlm-en", "de": "mlm-de"}
 
 
 # -- multi-task training ------------------------------------------------------------------------------
@@ -330,7 +330,7 @@ def test_multitask_run_shares_the_adapter_and_samples_as_configured(tmp_path, nl
         training={"max_steps": 150, "batch_size": 4, "logging_steps": 1, "eval_steps": 75},
     )
     result = run(RunConfig.from_dict(config))
-    manifest = result.manifest
+    manifest = result.manifest.to_dict()
     sampling = manifest["sampling"]
     assert sampling["probabilities"] == pytest.approx({"mnli": 0.4, "xnli": 0.4, "mlm": 0.2})
     assert sum(sampling["batches_seen"].values()) == 150
@@ -400,9 +400,9 @@ def test_translate_train_run_lowers_the_loss(tmp_path, nli_files):
         training=TRAIN,
     )
     result = run(RunConfig.from_dict(config))
-    assert result.manifest["train_languages"] == ["en", "de"]
-    assert result.manifest["data_sizes"]["train"] == 64
-    assert _moves_down(_losses(result.manifest))
+    assert result.manifest.train_languages == ["en", "de"]
+    assert result.manifest.data_sizes["train"] == 64
+    assert _moves_down(_losses(result.manifest.to_dict()))
 
 
 # -- the translate step -------------------------------------------------------------------------------
@@ -443,7 +443,7 @@ def test_translate_writes_hub_schema_files_that_train_and_are_cached(tmp_path, n
     )
     config["data"]["data_files"]["validation"] = nli_files["mnli"]["validation"]
     result = run(RunConfig.from_dict(config))
-    assert result.manifest["data_sizes"]["train"] == 48
+    assert result.manifest.data_sizes["train"] == 48
 
 
 def test_translate_refuses_span_tasks_and_unknown_models(tmp_path, nli_files):

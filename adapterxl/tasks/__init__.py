@@ -2,7 +2,8 @@
 
 A task names its family (how to encode, which head, how to decode and score), its languages, where
 its data lives on the Hub and which columns of the Hub schema play which role. Adding a task is one
-entry in ``TASKS``; adding a kind of task is one family module.
+entry in ``BUILTIN_TASKS``; tasks declared in YAML live in a :class:`TaskRegistry` built from
+their file and passed along; adding a kind of task is one family module.
 """
 
 from __future__ import annotations
@@ -10,23 +11,38 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
-from ..errors import ConfigError
-from ..metrics import XTREME_R_TASK_LANGUAGES
+from ..errors import NAME_PATTERN, ConfigError, check_keys
+from ..languages import XTREME_R_TASK_LANGUAGES
 from .classification import ClassificationFamily
 from .masked_lm import MaskedLMFamily
 from .multiple_choice import MultipleChoiceFamily
 from .qa import QAFamily
-from .retrieval import RetrievalFamily
+from .retrieval import FLORES_CODE, AlignedCorporaFamily, AlignedPairsFamily, BitextMiningFamily, RetrievalFamily
 from .tagging import TaggingFamily
 
 CLASSIFICATION = ClassificationFamily()
 TAGGING = TaggingFamily()
 MULTIPLE_CHOICE = MultipleChoiceFamily()
 QA = QAFamily()
-RETRIEVAL = RetrievalFamily()
+ALIGNED_PAIRS = AlignedPairsFamily()
+BITEXT_MINING = BitextMiningFamily()
+FLORES_CORPORA = AlignedCorporaFamily(pivot="eng_Latn", codes=FLORES_CODE, default_split="devtest")
 MASKED_LM = MaskedLMFamily()
-FAMILIES = {family.name: family for family in (CLASSIFICATION, TAGGING, MULTIPLE_CHOICE, QA, RETRIEVAL, MASKED_LM)}
+FAMILIES = {
+    family.name: family
+    for family in (
+        CLASSIFICATION,
+        TAGGING,
+        MULTIPLE_CHOICE,
+        QA,
+        ALIGNED_PAIRS,
+        BITEXT_MINING,
+        FLORES_CORPORA,
+        MASKED_LM,
+    )
+}
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 XNLI_LANGUAGES = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
@@ -103,23 +119,19 @@ class Task:
     labels: tuple[str, ...] = ()
     train_language: str | None = "en"  # None: the run lists its training languages (MLM)
     description: str = ""
-    kind: str = field(default="target")  # "intermediate" (English only) or "target" (zero-shot)
+    kind: str = field(default="target")  # "intermediate" (English only), "target" (zero-shot) or "retrieval"
     # Languages that lack a split: {language: {wanted split: split used instead}}.
     split_fallbacks: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     # Where the English training (and dev) data comes from when it is not ``source`` (XCOPA: COPA).
     train_source: HubSource | None = None
-    # Texts that replace values of the ``question`` role (COPA's "cause" / "effect").
-    question_prompts: Mapping[str, str] = field(default_factory=dict)
-    # QA metric script: "squad" (v1.1), "mlqa" (language-aware) or "squad_v2" (unanswerable questions).
-    qa_script: str = "squad"
     # Configs that mix languages: {language: id prefix} selects a language's rows (TyDiQA-GoldP).
     id_prefixes: Mapping[str, str] = field(default_factory=dict)
     # More datasets whose splits of the same name are appended to the training data (ANLI+).
     extra_sources: tuple[HubSource, ...] = ()
     no_hub_reason: str = ""
     local_only_languages: tuple[str, ...] = ()  # languages the Hub source lacks: local files only
-    main_metric: str = ""  # when not the family's (BUCC: f1)
+    main_metric: str = ""  # when not the family's (a declared task's metric:)
     held_out_dev: int = 0  # no validation split: hold out this many training rows per language
     # Local files per split ({lang} templated), the defaults of data.data_files (declared tasks).
     data_files: Mapping[str, str | Mapping[str, str]] = field(default_factory=dict)
@@ -148,7 +160,7 @@ class Task:
 
 SQUAD = HubSource("rajpurkar/squad", "plain_text", {"train": "train", "validation": "validation"})
 
-TASKS: dict[str, Task] = {
+BUILTIN_TASKS: Mapping[str, Task] = {
     task.name: task
     for task in [
         Task(
@@ -354,7 +366,9 @@ TASKS: dict[str, Task] = {
         ),
         Task(
             name="xcopa",
-            family=MULTIPLE_CHOICE,
+            family=MultipleChoiceFamily(
+                question_prompts={"cause": "What was the cause?", "effect": "What happened as a result?"}
+            ),
             languages=XCOPA_LANGUAGES,
             source=HubSource("cambridgeltl/xcopa", "{lang}", {"validation": "validation", "test": "test"}),
             # aps/super_glue's main branch is a loading script; its parquet branch holds
@@ -368,7 +382,6 @@ TASKS: dict[str, Task] = {
             ),
             columns={"context": "premise", "question": "question", "choices": ("choice1", "choice2"), "label": "label"},
             labels=("0", "1"),
-            question_prompts={"cause": "What was the cause?", "effect": "What happened as a result?"},
             description="XCOPA, causal commonsense reasoning in 11 languages; English train = COPA (400)",
         ),
         Task(
@@ -382,12 +395,11 @@ TASKS: dict[str, Task] = {
         ),
         Task(
             name="squad_v2",
-            family=QA,
+            family=QAFamily(script="squad_v2"),
             kind="intermediate",
             languages=("en",),
             source=HubSource("rajpurkar/squad_v2", "squad_v2", {"train": "train", "validation": "validation"}),
             columns=QA_COLUMNS,
-            qa_script="squad_v2",
             description="SQuAD v2.0, English extractive QA with unanswerable questions (130k train)",
         ),
         Task(
@@ -401,12 +413,11 @@ TASKS: dict[str, Task] = {
         ),
         Task(
             name="mlqa",
-            family=QA,
+            family=QAFamily(script="mlqa"),
             languages=("ar", "de", "en", "es", "hi", "vi", "zh"),
             source=HubSource("google/xtreme", "MLQA.{lang}.{lang}", {"validation": "validation", "test": "test"}),
             train_source=SQUAD,
             columns=QA_COLUMNS,
-            qa_script="mlqa",
             description="MLQA, extractive QA in 7 languages (same-language pairs); English train = SQuAD v1.1",
         ),
         Task(
@@ -432,7 +443,7 @@ TASKS: dict[str, Task] = {
         ),
         Task(
             name="tatoeba",
-            family=RETRIEVAL,
+            family=ALIGNED_PAIRS,
             kind="retrieval",
             languages=tuple(TATOEBA_ISO3),
             source=HubSource(
@@ -444,18 +455,17 @@ TASKS: dict[str, Task] = {
         ),
         Task(
             name="bucc2018",
-            family=RETRIEVAL,
+            family=BITEXT_MINING,
             kind="retrieval",
             languages=("de", "fr", "ru", "zh"),
             source=HubSource("google/xtreme", "bucc18.{lang}", {"validation": "validation", "test": "test"}),
             columns={"source": "source_sentence", "target": "target_sentence"},
-            main_metric="f1",
             description="BUCC 2018 bitext mining (de fr ru zh x en), ratio margin, F1; original corpora for the "
             "faithful benchmark, the Hub copy holds gold pairs only",
         ),
         Task(
             name="flores",
-            family=RETRIEVAL,
+            family=FLORES_CORPORA,
             kind="retrieval",
             languages=(),  # any FLORES-200 code, e.g. deu_Latn: give data.languages
             source=HubSource(
@@ -466,6 +476,8 @@ TASKS: dict[str, Task] = {
         ),
     ]
 }
+BUILTIN_TASKS = MappingProxyType(dict(BUILTIN_TASKS))  # read-only: declared tasks live in a TaskRegistry
+TASKS = BUILTIN_TASKS  # the public name (adapterxl.TASKS)
 
 
 # -- tasks declared in YAML ----------------------------------------------------------------------------
@@ -476,27 +488,33 @@ DECLARABLE = {
     "tagging": (TAGGING, ("tokens", "tags"), (), ("f1", "precision", "recall")),
     "multiple_choice": (MULTIPLE_CHOICE, ("context", "choices", "label"), ("question",), ("accuracy",)),
     "qa": (QA, ("context", "question", "answers"), ("id",), ("f1", "exact_match")),
+    # Retrieval: no training data, evaluated off an encoder (adapterxl retrieve, grids' retrieval:).
+    "aligned_pairs": (ALIGNED_PAIRS, ("source", "target"), (), ("accuracy",)),
+    "bitext_mining": (BITEXT_MINING, ("source", "target"), (), ("f1",)),
+    "aligned_corpora": (None, ("text",), (), ("accuracy",)),  # one family per pivot language
 }
+RETRIEVAL_FAMILIES = ("aligned_pairs", "bitext_mining", "aligned_corpora")
 DECLARATION_KEYS = {
     "family": f"one of {sorted(DECLARABLE)} (classification: single sentences, or pairs with a text_pair column)",
-    "languages": "the evaluation languages, training language included",
+    "languages": "the evaluation languages, training language included (retrieval: the languages paired with "
+    "English, or with pivot)",
     "train_language": "the language of the training and dev data (default en)",
-    "kind": "target (zero-shot evaluation over its languages; default with several languages) or intermediate",
+    "kind": "target (zero-shot evaluation over its languages; default with several languages) or intermediate "
+    "(retrieval families: always retrieval)",
+    "pivot": "aligned_corpora: the language every other is aligned with (default en; its file is data.SPLIT with "
+    "{lang} = the pivot)",
     "data": "local files per split: {train: path/{lang}/train.jsonl, validation: ..., test: ...} (globs allowed; "
-    "or per language: {validation: {de: a.csv, sw: b.jsonl}}, other languages from hub)",
+    "or per language: {validation: {de: a.csv, sw: b.jsonl}}, other languages from hub; retrieval: no train)",
     "hub": "a Hub dataset: {path: owner/name, config: name or {lang} template, splits: {train: train, ...}}",
     "columns": "which column plays which role: {text: ..., text_pair: ..., label: ...} (defaults: the role names)",
     "labels": "the label list (default: the sorted labels of the training data)",
     "metric": "the main metric (default: the family's)",
     "description": "one line for `adapterxl tasks`",
 }
-BUILTIN_TASKS = frozenset(TASKS)
 
 
 def declare_task(name: str, spec, where: str = "tasks") -> Task:
     """A :class:`Task` from its YAML declaration; every problem is a ConfigError naming the key."""
-    from ..config import NAME_PATTERN, check_keys
-
     where = f"{where}.{name}"
     if not isinstance(name, str) or not NAME_PATTERN.match(name) or "--" in name:
         raise ConfigError(f"{where}: a task name is letters, digits, '_' and '-' (got {name!r})")
@@ -507,15 +525,32 @@ def declare_task(name: str, spec, where: str = "tasks") -> Task:
     if family_name not in DECLARABLE:
         raise ConfigError(f"{where}: family: {DECLARATION_KEYS['family']}, got {family_name!r}")
     family, required, optional, metrics = DECLARABLE[family_name]
+    retrieval = family_name in RETRIEVAL_FAMILIES
     languages = spec.get("languages")
     if not isinstance(languages, list) or not languages or not all(isinstance(x, str) and x for x in languages):
         raise ConfigError(f"{where}: languages: a non-empty list of language codes, e.g. [en, de, sw]")
+    if "pivot" in spec and family_name != "aligned_corpora":
+        raise ConfigError(f"{where}: pivot is a key of family aligned_corpora, not {family_name}")
+    if family_name == "aligned_corpora":
+        pivot = spec.get("pivot", "en")
+        if not isinstance(pivot, str) or not pivot or pivot in languages:
+            raise ConfigError(
+                f"{where}: pivot: the language the others are aligned with, not in languages; got {pivot!r}"
+            )
+        family = AlignedCorporaFamily(pivot=pivot)
     train_language = spec.get("train_language", "en")
-    if train_language not in languages:
-        raise ConfigError(f"{where}: train_language {train_language!r} is not in languages {languages}")
-    kind = spec.get("kind", "target" if len(languages) > 1 else "intermediate")
-    if kind not in ("target", "intermediate"):
-        raise ConfigError(f"{where}: kind: target or intermediate, got {kind!r}")
+    if retrieval:
+        if "train_language" in spec or spec.get("kind", "retrieval") != "retrieval":
+            raise ConfigError(
+                f"{where}: a retrieval task ({family_name}) has no training data: drop train_language / kind"
+            )
+        kind = "retrieval"
+    else:
+        if train_language not in languages:
+            raise ConfigError(f"{where}: train_language {train_language!r} is not in languages {languages}")
+        kind = spec.get("kind", "target" if len(languages) > 1 else "intermediate")
+        if kind not in ("target", "intermediate"):
+            raise ConfigError(f"{where}: kind: target or intermediate, got {kind!r}")
     columns = spec.get("columns") or {}
     if not isinstance(columns, Mapping) or any(r not in (*required, *optional) for r in columns):
         raise ConfigError(
@@ -531,7 +566,9 @@ def declare_task(name: str, spec, where: str = "tasks") -> Task:
     columns = {role: columns.get(role, role) for role in required} | {r: columns[r] for r in optional if r in columns}
     columns = {role: tuple(c) if isinstance(c, list) else c for role, c in columns.items()}
     labels = spec.get("labels") or ()
-    if family is QA and labels:
+    if retrieval and labels:
+        raise ConfigError(f"{where}: labels: family {family_name} has no labels (it retrieves sentences)")
+    if isinstance(family, QAFamily) and labels:
         raise ConfigError(f"{where}: labels: extractive QA has no labels (answers are spans of the context)")
     if not isinstance(labels, (list, tuple)) or len(set(map(str, labels))) != len(labels):
         raise ConfigError(f"{where}: labels: a list of distinct labels, got {labels!r}")
@@ -558,7 +595,11 @@ def declare_task(name: str, spec, where: str = "tasks") -> Task:
             raise ConfigError(f"{where}: hub: {DECLARATION_KEYS['hub']}; got {hub!r}")
         splits = hub.get("splits") or {"train": "train", "validation": "validation", "test": "test"}
         source = HubSource(hub["path"], hub.get("config"), dict(splits), hub.get("revision"))
-    if "train" not in files and not (source and "train" in source.splits):
+    if retrieval and "train" in files:
+        raise ConfigError(f"{where}: data.train: a retrieval task has no training data; give validation / test files")
+    if retrieval and not files and source is None:
+        raise ConfigError(f"{where}: no data: give data.validation / data.test (local files, {{lang}}) or hub")
+    if not retrieval and "train" not in files and not (source and "train" in source.splits):
         raise ConfigError(f"{where}: no training data: give data.train (local files) or hub (with a train split)")
     return Task(
         name=name,
@@ -577,34 +618,78 @@ def declare_task(name: str, spec, where: str = "tasks") -> Task:
     )
 
 
-def declare_tasks(specs, where: str = "tasks") -> list[Task]:
-    """Declare and register the tasks of a ``tasks:`` block (``{name: declaration}``). A name of a
-    built-in task, or a name declared before with another declaration, is a ConfigError."""
-    if not isinstance(specs, Mapping):
-        raise ConfigError(f"{where}: tasks: a mapping {{name: declaration}}")
-    declared = []
-    for name, spec in specs.items():
-        if name in BUILTIN_TASKS:
-            raise ConfigError(f"{where}.{name}: {name!r} is a built-in task; give the declared task another name")
-        task = declare_task(name, spec, where)
-        if name in TASKS and TASKS[name].declaration != task.declaration:
-            raise ConfigError(f"{where}.{name}: task {name!r} is already declared differently in this process")
-        TASKS[name] = task
-        declared.append(task)
-    return declared
+class TaskRegistry(Mapping):
+    """The tasks a run, grid, evaluation or store entry knows: the built-in ones and those
+    declared in its own file. Immutable: :meth:`declare` returns a new registry, so two files that
+    declare one name differently never meet, and reading a file changes no process state."""
+
+    def __init__(self, declared: Mapping[str, Task] | None = None):
+        self._declared = dict(declared or {})
+
+    def __getitem__(self, name: str) -> Task:
+        return self._declared[name] if name in self._declared else BUILTIN_TASKS[name]
+
+    def __iter__(self):
+        return iter({**BUILTIN_TASKS, **self._declared})
+
+    def __len__(self) -> int:
+        return len(BUILTIN_TASKS) + len(self._declared)
+
+    def __repr__(self) -> str:
+        return f"TaskRegistry(declared={sorted(self._declared)})"
+
+    def __hash__(self) -> int:  # immutable; equal registries (same tasks) hash alike
+        return hash(frozenset(self._declared))
+
+    @property
+    def declared(self) -> dict[str, Task]:
+        """The declared tasks (name -> task), in declaration order."""
+        return dict(self._declared)
+
+    def declarations(self, names=None) -> dict[str, dict]:
+        """``{name: declaration}`` of the declared tasks among ``names`` (default: all), as written:
+        what a ``tasks:`` block needs to declare them again."""
+        return {n: dict(t.declaration) for n, t in self._declared.items() if names is None or n in names}
+
+    def get(self, name: str) -> Task:  # type: ignore[override]
+        """The task ``name``; an unknown name is a ConfigError listing the known ones."""
+        try:
+            return self[name]
+        except KeyError:
+            close = difflib.get_close_matches(str(name), list(self), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"unknown task {name!r}{hint}; known tasks: {sorted(self)} (a task declared in a tasks: block is "
+                "known once its file is read: the run's own config file, or --tasks FILE)"
+            ) from None
+
+    def declare(self, specs, where: str = "tasks") -> TaskRegistry:
+        """A registry that also knows the tasks of a ``tasks:`` block (``{name: declaration}``). A
+        built-in name, or a name this registry already has with another declaration, is a ConfigError."""
+        if not isinstance(specs, Mapping):
+            raise ConfigError(f"{where}: tasks: a mapping {{name: declaration}}")
+        declared = dict(self._declared)
+        for name, spec in specs.items():
+            if name in BUILTIN_TASKS:
+                raise ConfigError(f"{where}.{name}: {name!r} is a built-in task; give the declared task another name")
+            task = declare_task(name, spec, where)
+            if name in declared and declared[name].declaration != task.declaration:
+                raise ConfigError(f"{where}.{name}: task {name!r} is declared twice, differently")
+            declared[name] = task
+        return TaskRegistry(declared) if declared != self._declared else self
+
+    def merge(self, other: TaskRegistry, where: str = "tasks") -> TaskRegistry:
+        """The tasks of both registries (a declared name must mean the same in both)."""
+        return self.declare(other.declarations(), where) if other.declared else self
 
 
-def get_task(name: str) -> Task:
-    """The registry entry ``name``; an unknown name is a ConfigError listing the known ones."""
-    try:
-        return TASKS[name]
-    except KeyError:
-        close = difflib.get_close_matches(str(name), list(TASKS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(
-            f"unknown task {name!r}{hint}; known tasks: {sorted(TASKS)} (a task declared in a tasks: block is known "
-            "once its file is read: the run's own config file, or --tasks FILE)"
-        ) from None
+BUILTIN = TaskRegistry()  # the built-in tasks alone
 
 
-__all__ = ["FAMILIES", "TASKS", "HubSource", "Task", "declare_task", "declare_tasks", "get_task"]
+def get_task(name: str, registry: TaskRegistry | None = None) -> Task:
+    """The task ``name`` of ``registry`` (default: the built-in tasks); an unknown name is a
+    ConfigError listing the known ones."""
+    return (registry or BUILTIN).get(name)
+
+
+__all__ = ["BUILTIN", "FAMILIES", "TASKS", "HubSource", "Task", "TaskRegistry", "declare_task", "get_task"]

@@ -9,6 +9,7 @@ accuracy.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 
 
 class MultipleChoiceFamily:
+    """Multiple choice. ``question_prompts``: texts that replace values of the ``question`` role
+    (COPA's ``cause`` / ``effect`` become questions)."""
+
     name = "multiple_choice"
     hub_task = "multiple-choice"  # the Hub's task type (model card metadata)
     main_metric = "accuracy"
@@ -32,6 +36,9 @@ class MultipleChoiceFamily:
     default_max_length = 128
     has_labels = True
     head_type = "multiple_choice"
+
+    def __init__(self, question_prompts: Mapping[str, str] | None = None):
+        self.question_prompts = dict(question_prompts or {})
 
     # -- data ---------------------------------------------------------------------------------
     def prepare(self, ds: Dataset, task: Task, where: str) -> Dataset:
@@ -43,8 +50,8 @@ class MultipleChoiceFamily:
                     f"{at_row(where, row)}: {len(choices)} choices, but task {task.name!r} scores exactly {n} "
                     f"(one per label: {list(task.labels)})"
                 )
-        if task.question_prompts and "question" in ds.column_names:
-            prompts = task.question_prompts
+        if self.question_prompts and "question" in ds.column_names:
+            prompts = self.question_prompts
             ds = ds.map(lambda b: {"question": [prompts.get(q, q) for q in b]}, input_columns="question", batched=True)
         return normalize_labels(ds, task, where)
 

@@ -32,6 +32,9 @@ NO_OFFSET = (-1, -1)  # tokens outside the context
 
 
 class QAFamily:
+    """Extractive QA. ``script``: the official metric script, ``squad`` (v1.1), ``mlqa``
+    (language-aware normalisation) or ``squad_v2`` (unanswerable questions allowed and scored)."""
+
     name = "qa"
     hub_task = "question-answering"  # the Hub's task type (model card metadata)
     main_metric = "f1"
@@ -39,12 +42,18 @@ class QAFamily:
     head_type = "question_answering"
     default_max_length = 384
     has_labels = False  # answers are spans of the context, not labels
+    SCRIPTS = ("squad", "mlqa", "squad_v2")
+
+    def __init__(self, script: str = "squad"):
+        if script not in self.SCRIPTS:
+            raise ValueError(f"unknown QA metric script {script!r}: use one of {self.SCRIPTS}")
+        self.script = script
 
     # -- data ---------------------------------------------------------------------------------
     def prepare(self, ds: Dataset, task: Task, where: str) -> Dataset:
         """Check that every answer is found at its offset in its context (and that only SQuAD v2
         style tasks have questions without answers)."""
-        unanswerable_ok = task.qa_script == "squad_v2"
+        unanswerable_ok = self.script == "squad_v2"
         answers_type = ds.features["answers"]
         fields = answers_type.keys() if isinstance(answers_type, dict) else getattr(answers_type, "feature", {})
         if not {"text", "answer_start"} <= set(fields):
@@ -153,7 +162,7 @@ class QAFamily:
                             best_score = score
                             # strip: some tokenizers' offsets include the space before a word
                             best_text = contexts[example][offsets[s][0] : offsets[e][1]].strip()
-            if task.qa_script == "squad_v2" and (not best_text or null_score - best_score > data.null_score_threshold):
+            if self.script == "squad_v2" and (not best_text or null_score - best_score > data.null_score_threshold):
                 best_text = ""
             out[ids[example]] = best_text
         return out
@@ -163,10 +172,10 @@ class QAFamily:
     ) -> dict[str, float]:
         predictions = self.predictions(ds, encoded, outputs, task, data)
         references = {qid: answers["text"] for qid, answers in zip(ds["id"], ds["answers"], strict=True)}
-        if task.qa_script == "squad_v2":
+        if self.script == "squad_v2":
             scores = squad_v2_scores(predictions, references)
             return {k: v for k, v in scores.items() if not k.endswith("_total")}
-        return qa_scores(predictions, references, language if task.qa_script == "mlqa" else None)
+        return qa_scores(predictions, references, language if self.script == "mlqa" else None)
 
 
 def _cut_questions(tokenizer, questions: list[str], max_query_length: int) -> list[str]:

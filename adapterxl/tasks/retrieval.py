@@ -1,4 +1,16 @@
-"""Sentence retrieval tasks: evaluated straight off an encoder, no training data.
+"""Sentence retrieval tasks: evaluated straight off an encoder, no training data. One family per
+protocol, each usable by built-in tasks and by tasks declared in YAML:
+
+- :class:`AlignedPairsFamily` (``aligned_pairs``): rows of (sentence, English translation);
+  top-1 accuracy of nearest-neighbour search. Tatoeba.
+- :class:`BitextMiningFamily` (``bitext_mining``): mine translation pairs between two corpora
+  with the ratio margin; F1 against gold pairs. BUCC 2018.
+- :class:`AlignedCorporaFamily` (``aligned_corpora``): one file (or Hub config) per language,
+  row ``i`` of every language the same sentence; accuracy both ways against a pivot language.
+  FLORES-200.
+
+A family reads its rows through ``rows(split, language)`` (given by the caller, see
+:func:`adapterxl.data.retrieval_rows`) and embeds through ``encode(sentences)``.
 
 - Tatoeba (google/xtreme ``tatoeba.{iso3}``): aligned pairs; top-1 accuracy of English queries
   over the other language's sentences (``xx->en`` as an option).
@@ -20,81 +32,146 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..embeddings import bucc_candidates, bucc_scores, bucc_threshold, margin_mine, tatoeba_accuracy
 from ..errors import DataError
-from ..retrieval import bucc_candidates, bucc_scores, bucc_threshold, margin_mine, tatoeba_accuracy
 
 if TYPE_CHECKING:
+    from datasets import Dataset
+
     from ..config import DataConfig
     from . import Task
 
 Encoder = Callable[[list[str]], np.ndarray]
+Rows = Callable[[str, str], "Dataset"]  # (split, language) -> rows with the task's columns
 FLORES_CODE = re.compile(r"^[a-z]{3}_[A-Z][a-z]{3}$")
 BUCC_SPLITS = {"validation": "sample", "test": "training"}  # BUCC's names (XTREME: sample = dev)
 
 
 class RetrievalFamily:
+    """What every retrieval protocol shares: no labels, no head, no training data."""
+
     name = "retrieval"
     hub_task = "sentence-similarity"  # the Hub's task type (model card metadata)
     main_metric = "accuracy"
     has_labels = False
     default_max_length = 512
+    default_split = "validation"
+    roles: tuple[str, ...] = ()  # the column roles its rows need
 
-    def evaluate(self, encode: Encoder, task: Task, language: str, data: DataConfig, options: dict) -> dict:
-        """Metrics of one language; ``encode`` maps sentences to embeddings."""
-        return {"tatoeba": _tatoeba, "bucc2018": _bucc, "flores": _flores}[task.name](
-            encode, task, language, data, options
-        )
+    def evaluate(self, encode: Encoder, task: Task, language: str, data: DataConfig, options: dict, rows: Rows) -> dict:
+        """Metrics of one language."""
+        raise NotImplementedError
 
-
-def _hub_rows(task: Task, language: str, split: str, data: DataConfig):
-    """Rows of a split from local files (``data.data_files``) or the Hub, with the task's columns."""
-    from ..data import _load_hub, _load_local
-
-    if split in data.data_files:
-        ds, where = _load_local(data.data_files[split], language, task, split)
-    else:
-        ((ds, where),) = _load_hub(task, split, language)
-    missing = [c for c in task.columns.values() if c not in ds.column_names]
-    if missing:
-        raise DataError(f"{where}: missing column(s) {missing}; the data has {ds.column_names}")
-    if len(ds) == 0:
-        raise DataError(f"{where}: no sentences")
-    return ds, where
+    def describe(self, result: dict, options: dict) -> dict:
+        """What the result says beyond its metrics (how it was measured)."""
+        return {}
 
 
-def _tatoeba(encode: Encoder, task: Task, language: str, data: DataConfig, options: dict) -> dict:
-    ds, _ = _hub_rows(task, language, data.eval_split, data)
-    if data.max_eval_examples:
-        ds = ds.select(range(min(data.max_eval_examples, len(ds))))
-    src = encode(list(ds[task.columns["source"]]))
-    en = encode(list(ds[task.columns["target"]]))
-    direction = options.get("direction", "en->xx")
-    return {"accuracy": tatoeba_accuracy(src, en, direction, precision=options.get("precision", "float32"))}
+class AlignedPairsFamily(RetrievalFamily):
+    name = "aligned_pairs"
+    roles = ("source", "target")  # a sentence in the language, its English translation
+
+    def evaluate(self, encode, task, language, data, options, rows) -> dict:
+        ds = rows(data.eval_split, language)
+        if data.max_eval_examples:
+            ds = ds.select(range(min(data.max_eval_examples, len(ds))))
+        src = encode(list(ds[task.columns["source"]]))
+        en = encode(list(ds[task.columns["target"]]))
+        direction = options.get("direction", "en->xx")
+        return {"accuracy": tatoeba_accuracy(src, en, direction, precision=options.get("precision", "float32"))}
+
+    def describe(self, result, options) -> dict:
+        return {"direction": options.get("direction", "en->xx")}
 
 
-def _flores(encode: Encoder, task: Task, language: str, data: DataConfig, options: dict) -> dict:
-    if not FLORES_CODE.match(language):
-        raise DataError(
-            f"{language!r} is not a FLORES-200 code such as 'deu_Latn' (ISO 639-3 + '_' + ISO 15924 script)"
-        )
-    split = data.eval_split if data.eval_split in ("dev", "devtest") else "devtest"
-    xx, _ = _hub_rows(task, language, split, data)
-    en, _ = _hub_rows(task, "eng_Latn", split, data)
-    if len(xx) != len(en):
-        raise DataError(f"FLORES {language} has {len(xx)} sentences but eng_Latn {len(en)}: rows must align")
-    x = encode(list(xx[task.columns["text"]]))
-    e = encode(list(en[task.columns["text"]]))
-    precision = options.get("precision", "float32")
-    xx2en = tatoeba_accuracy(x, e, "xx->en", precision=precision)
-    en2xx = tatoeba_accuracy(x, e, "en->xx", precision=precision)
-    return {"accuracy": (xx2en + en2xx) / 2, "accuracy_xx2en": xx2en, "accuracy_en2xx": en2xx}
+class BitextMiningFamily(RetrievalFamily):
+    name = "bitext_mining"
+    main_metric = "f1"
+    roles = ("source", "target")
+
+    def evaluate(self, encode, task, language, data, options, rows) -> dict:
+        split = data.eval_split
+        directory = options.get("bucc_dir")
+        if directory:
+            dev_src, dev_en, dev_gold = read_bucc(directory, language, "validation")
+            dev = bucc_threshold(_bucc_mine(encode, dev_src, dev_en, options), dev_gold)
+            if split == "validation":
+                return dev
+            src, en, gold = read_bucc(directory, language, "test")
+            return bucc_scores(_bucc_mine(encode, src, en, options), gold, dev["threshold"])
+        # Gold pairs only, no distractors (the Hub copy). Still mined the same way; flagged in the result.
+        ds = rows(split, language)
+        src = {f"{language}-{i}": t for i, t in enumerate(ds[task.columns["source"]])}
+        en = {f"en-{i}": t for i, t in enumerate(ds[task.columns["target"]])}
+        gold = [(f"{language}-{i}", f"en-{i}") for i in range(len(ds))]
+        return bucc_threshold(_bucc_mine(encode, src, en, options), gold)
+
+    def describe(self, result, options) -> dict:
+        if options.get("bucc_dir"):
+            return {"pairs_only": False}
+        return {
+            "pairs_only": True,
+            "note": "gold pairs only, without the distractor sentences of the BUCC corpora (the Hub's bucc18 copy): "
+            "these numbers are not the BUCC benchmark. Pass the original files (bucc_dir).",
+        }
+
+
+class AlignedCorporaFamily(RetrievalFamily):
+    """``pivot``: the language every other is aligned with; ``codes``: a pattern language codes
+    must match (FLORES: ``deu_Latn``), whose part after ``_`` is the script."""
+
+    name = "aligned_corpora"
+    roles = ("text",)
+
+    def __init__(self, pivot: str = "en", codes: re.Pattern | None = None, default_split: str = "validation"):
+        self.pivot, self.codes, self.default_split = pivot, codes, default_split
+
+    def evaluate(self, encode, task, language, data, options, rows) -> dict:
+        if self.codes is not None and not self.codes.match(language):
+            raise DataError(
+                f"{language!r} is not a FLORES-200 code such as 'deu_Latn' (ISO 639-3 + '_' + ISO 15924 script)"
+            )
+        split = data.eval_split
+        if task.source and split not in task.source.splits and split not in data.data_files:
+            split = self.default_split  # FLORES has dev / devtest, not validation
+        xx, en = rows(split, language), rows(split, self.pivot)
+        if len(xx) != len(en):
+            raise DataError(
+                f"{task.name} {language} has {len(xx)} sentences but {self.pivot} {len(en)}: rows must align"
+            )
+        x = encode(list(xx[task.columns["text"]]))
+        e = encode(list(en[task.columns["text"]]))
+        precision = options.get("precision", "float32")
+        xx2en = tatoeba_accuracy(x, e, "xx->en", precision=precision)
+        en2xx = tatoeba_accuracy(x, e, "en->xx", precision=precision)
+        return {"accuracy": (xx2en + en2xx) / 2, "accuracy_xx2en": xx2en, "accuracy_en2xx": en2xx}
+
+    def describe(self, result, options) -> dict:
+        if self.codes is None:
+            return {}
+        metrics = result["metrics"]
+        out: dict = {"by_script": _means({lang: lang.split("_")[1] for lang in metrics}, metrics)}
+        try:
+            families = language_families(list(metrics))
+        except ImportError:
+            out["note"] = "install the 'families' extra (lang2vec) for averages by language family"
+        else:
+            out["by_family"] = _means(families, metrics)
+        return out
+
+
+def _means(groups: dict[str, str], metrics: dict[str, dict]) -> dict[str, float]:
+    by: dict[str, list[float]] = {}
+    for lang, scores in metrics.items():
+        by.setdefault(groups[lang], []).append(scores["accuracy"])
+    return {group: sum(v) / len(v) for group, v in sorted(by.items())}
 
 
 def language_families(codes: list[str]) -> dict[str, str]:
     """Top-level language family of each FLORES code (``deu_Latn`` -> ``Indo-European``) from URIEL
     via ``lang2vec`` (which lists a language's top-level family first among its family features);
     ``unknown`` for languages URIEL lacks. Needs the ``families`` extra (lang2vec)."""
-    l2v = _lang2vec()
+    l2v = lang2vec()
     iso = {code: code.split("_")[0] for code in codes}
     known = sorted({c for c in iso.values() if c in l2v.available_languages()})
     families = {}
@@ -107,7 +184,7 @@ def language_families(codes: list[str]) -> dict[str, str]:
     return {code: families.get(lang, "unknown") for code, lang in iso.items()}
 
 
-def _lang2vec():
+def lang2vec():
     """The ``lang2vec.lang2vec`` module. lang2vec also installs a *script* ``lang2vec.py`` next to
     the console scripts; when Python runs one of those (``adapterxl``, ``pytest``), that folder is
     first on ``sys.path`` and the script shadows the package. Import past it."""
@@ -155,21 +232,3 @@ def _bucc_mine(encode: Encoder, src: dict[str, str], en: dict[str, str], options
     en_texts = list(dict.fromkeys(t.strip() for t in en.values()))
     mined = margin_mine(encode(src_texts), encode(en_texts), k=4, precision=options.get("precision", "float32"))
     return bucc_candidates([(score, src_texts[s], en_texts[t]) for s, t, score in mined], src, en)
-
-
-def _bucc(encode: Encoder, task: Task, language: str, data: DataConfig, options: dict) -> dict:
-    split = data.eval_split
-    directory = options.get("bucc_dir")
-    if directory:
-        dev_src, dev_en, dev_gold = read_bucc(directory, language, "validation")
-        dev = bucc_threshold(_bucc_mine(encode, dev_src, dev_en, options), dev_gold)
-        if split == "validation":
-            return dev
-        src, en, gold = read_bucc(directory, language, "test")
-        return bucc_scores(_bucc_mine(encode, src, en, options), gold, dev["threshold"])
-    # Hub copy: gold pairs only, no distractors. Still mined the same way; flagged in the result.
-    ds, _ = _hub_rows(task, language, split, data)
-    src = {f"{language}-{i}": t for i, t in enumerate(ds[task.columns["source"]])}
-    en = {f"en-{i}": t for i, t in enumerate(ds[task.columns["target"]])}
-    gold = [(f"{language}-{i}", f"en-{i}") for i in range(len(ds))]
-    return bucc_threshold(_bucc_mine(encode, src, en, options), gold)

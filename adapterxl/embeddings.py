@@ -20,6 +20,13 @@ import torch
 # -- embeddings ------------------------------------------------------------------------------------
 
 
+def use_bf16(setting: str | bool) -> bool:
+    """bf16 autocast: on by default when a bf16-capable GPU is present, never on CPU by default."""
+    if setting == "auto":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return bool(setting)
+
+
 def default_layer(num_layers: int) -> int:
     """The ``hidden_states`` index used for retrieval: 14 for 24-layer models (XLM-R large, as jiant
     and XTREME), 8 for 12-layer models (XTREME's mBERT setting), otherwise 7/12 of the depth."""
@@ -41,8 +48,6 @@ def embed(
     ``max_length``. Uses whatever adapter setup is active on ``model``. Sentences are batched by
     length; the result is in input order."""
     from tqdm.auto import tqdm
-
-    from .training import use_bf16
 
     if not sentences:
         raise ValueError("embed: no sentences")

@@ -13,7 +13,7 @@ import os
 import re
 import types
 import typing
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -292,7 +292,7 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The YAML fields (the registry is not one; see :func:`dump_runs`)."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.metadata.get("yaml", True)}
+        return _plain(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "config", registry: TaskRegistry = BUILTIN) -> RunConfig:
@@ -468,7 +468,16 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
 
 
 def _plain(value: Any) -> Any:
-    return asdict(value) if dataclasses.is_dataclass(value) else value
+    """``value`` as YAML data: config dataclasses (at any depth) as mappings of their YAML fields."""
+    if dataclasses.is_dataclass(value):
+        return {
+            f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.metadata.get("yaml", True)
+        }
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def build(cls, data: Any, where: str, **extra):

@@ -84,7 +84,7 @@ def test_expansion_counts_ids_and_dependencies(tmp_path, nli_files, panx_files):
         ({"colour": 1}, "unknown key 'colour'"),
         ({"targets": {"xnli": {"task": "xnli", "seed": 3}}}, "the grid decides"),
         ({"targets": {"xnli": {"task": "xnli", "trainng": {}}}}, "unknown key 'trainng'"),
-        ({"retrieval": ["tatoeba", "wikipedia"]}, "not one of tatoeba"),
+        ({"retrieval": ["tatoeba", "wikipedia"]}, "is not a retrieval task: use one of"),
         ({"throughput": {"adapter": -1}}, "tokens per second"),
         ({"throughput": {"adapters": 1000}}, "tokens per second"),
     ],
@@ -249,3 +249,33 @@ def test_full_mode_continues_from_the_intermediate_weights_and_retrieval_runs_of
     report = build_report(grid.results_dir, plots=False)
     (row,) = [r for r in report["retrieval"] if r["setup"] == "full on mnli"]
     assert row["delta"] == pytest.approx(tuned["summary"]["avg"] - base["summary"]["avg"])
+
+
+def test_a_declared_retrieval_task_runs_in_a_grid_and_its_declaration_defines_the_job(tmp_path):
+    from adapterxl.fixtures import nli_examples, write_jsonl
+
+    pairs = tmp_path / "pairs"
+    for lang in ("de", "fr"):
+        rows = zip(nli_examples(lang, 12, 5), nli_examples("en", 12, 5), strict=True)
+        write_jsonl(pairs / f"{lang}.jsonl", [{"source": a["premise"], "target": b["premise"]} for a, b in rows])
+    declaration = {
+        "family": "aligned_pairs",
+        "languages": ["de", "fr"],
+        "data": {"validation": str(pairs / "{lang}.jsonl")},
+    }
+    doc = {
+        "grid": "pairs",
+        "results_dir": str(tmp_path / "results"),
+        "tasks": {"my_pairs": declaration},
+        "defaults": {"model": "tiny-xlmr", "store": str(tmp_path / "store")},
+        "retrieval": ["my_pairs"],
+    }
+    grid = load_grid(write_grid(tmp_path, doc))
+    (job,) = grid.jobs
+    assert job.id == "tiny-xlmr--my_pairs--none--base"
+    assert job.describe()["task_declarations"] == {"my_pairs": declaration}
+    assert run_grid(grid, progress=False) == {"done": 1, "failed": 0, "blocked": 0, "skipped": 0}
+    assert set(grid.results()[job.id]["metrics"]) == {"de", "fr"}
+    # The declaration defines the job: changed, the finished job is stale (not silently reused).
+    doc["tasks"]["my_pairs"] = {**declaration, "languages": ["de"]}
+    assert job.id in load_grid(write_grid(tmp_path, doc)).stale()

@@ -178,3 +178,82 @@ def test_bad_retrieval_inputs(tmp_path):
     with pytest.raises(ConfigError, match="BUCC folder .* does not exist"):
         retrieve("bucc2018", model="tiny-xlmr", bucc_dir=str(tmp_path / "nope"))
     assert get_task("tatoeba").source.config_for("zh") == "tatoeba.cmn"
+
+
+def _declared_retrieval(tmp_path, family: str, **extra):
+    """A declared retrieval task on the synthetic parallel sentences (de, ru against English)."""
+    root = tmp_path / family
+    for lang in ("de", "ru"):
+        xx, en = parallel(lang, 16)
+        if family == "aligned_corpora":
+            write_jsonl(root / f"{lang}.jsonl", [{"text": s} for s in xx])
+            write_jsonl(root / "en.jsonl", [{"text": s} for s in en])
+        else:
+            write_jsonl(root / f"{lang}.jsonl", [{"src": a, "en": b} for a, b in zip(xx, en, strict=True)])
+    columns = {} if family == "aligned_corpora" else {"columns": {"source": "src", "target": "en"}}
+    spec = {"family": family, "languages": ["de", "ru"], "data": {"validation": str(root / "{lang}.jsonl")},
+            **columns, **extra}  # fmt: skip
+    return {"my_parallel": spec}
+
+
+@pytest.mark.parametrize("family", ["aligned_pairs", "bitext_mining", "aligned_corpora"])
+def test_declared_retrieval_task_scores_with_its_familys_protocol(tmp_path, family):
+    from adapterxl.tasks import BUILTIN
+
+    registry = BUILTIN.declare(_declared_retrieval(tmp_path, family), "test")
+    task = registry.get("my_parallel")
+    assert task.kind == "retrieval" and task.family.name == family
+    data = DataConfig()
+    for lang in ("de", "ru"):
+        xx, en = parallel(lang, 16)
+        encode = PerfectEncoder(list(zip(xx, en, strict=True)))
+        scores = task.family.evaluate(encode, task, lang, data, {}, rows_of(task, data))
+        expected = {
+            "aligned_pairs": {"accuracy": 100.0},
+            "aligned_corpora": {"accuracy": 100.0, "accuracy_xx2en": 100.0, "accuracy_en2xx": 100.0},
+        }.get(family)
+        if expected:
+            assert scores == expected
+        else:  # bitext mining: every gold pair mined, nothing else
+            assert scores["f1"] == pytest.approx(100.0)
+    assert "my_parallel" not in BUILTIN  # declared in its registry only
+
+
+def test_declared_retrieval_task_runs_in_retrieve_and_the_cli(tmp_path):
+    import yaml
+
+    from adapterxl.tasks import BUILTIN
+
+    declaration = _declared_retrieval(tmp_path, "aligned_pairs")
+    out = retrieve("my_parallel", model="tiny-xlmr", tasks=BUILTIN.declare(declaration))
+    assert set(out["metrics"]) == {"de", "ru"} and out["direction"] == "en->xx"
+    assert all(0 <= m["accuracy"] <= 100 for m in out["metrics"].values())
+    file = tmp_path / "pairs.yaml"
+    file.write_text(yaml.safe_dump({"tasks": declaration}), encoding="utf-8")
+    saved = tmp_path / "out.json"
+    result = CliRunner().invoke(main, ["retrieve", "--task", "my_parallel", "--tasks", str(file), "--model",
+                                       "tiny-xlmr", "--output", str(saved)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(saved.read_text())["metrics"] == out["metrics"]  # the same numbers through the CLI
+    unknown = CliRunner().invoke(main, ["retrieve", "--task", "my_parallel", "--model", "tiny-xlmr"])
+    assert unknown.exit_code != 0 and "unknown task 'my_parallel'" in unknown.output
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"data": {"train": "x.jsonl"}}, "a retrieval task has no training data"),
+        ({"labels": ["a", "b"]}, "has no labels"),
+        ({"pivot": "fr"}, "pivot is a key of family aligned_corpora"),
+        ({"train_language": "de"}, "has no training data: drop train_language"),
+    ],
+)
+def test_bad_retrieval_declarations_are_clear_errors(tmp_path, change, message):
+    from adapterxl.tasks import BUILTIN
+
+    spec = _declared_retrieval(tmp_path, "aligned_pairs")["my_parallel"]
+    with pytest.raises(ConfigError, match=message):
+        BUILTIN.declare({"bad": {**spec, **change}})
+    corpora = _declared_retrieval(tmp_path, "aligned_corpora")["my_parallel"]
+    with pytest.raises(ConfigError, match="pivot"):
+        BUILTIN.declare({"bad": {**corpora, "pivot": "de"}})  # the pivot is one of the languages

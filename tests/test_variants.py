@@ -409,9 +409,9 @@ def test_translate_train_run_lowers_the_loss(tmp_path, nli_files):
 
 
 def test_translate_writes_hub_schema_files_that_train_and_are_cached(tmp_path, nli_files, monkeypatch):
-    import adapterxl.data as data_module
-    from adapterxl.data import translate_task_data
+    import adapterxl.translate as translate_module
     from adapterxl.fixtures import build_tiny_translator
+    from adapterxl.translate import translate_task_data
 
     model = str(build_tiny_translator())
     source = DataConfig(data_files=nli_files["mnli"], max_train_examples=24)
@@ -424,7 +424,7 @@ def test_translate_writes_hub_schema_files_that_train_and_are_cached(tmp_path, n
         assert [r["label"] for r in rows] == [r["label"] for r in english]  # labels carried over
         assert [r["premise"] for r in rows] != [r["premise"] for r in english]  # text is the model's
     # Cached: the same settings translate nothing again; other settings do.
-    monkeypatch.setattr(data_module, "_translator", lambda *a: pytest.fail("translated again"))
+    monkeypatch.setattr(translate_module, "_translator", lambda *a: pytest.fail("translated again"))
     assert translate_task_data("mnli", model, ["de"], tmp_path / "tr", data=source, max_new_tokens=16) == {
         "de": paths["de"]
     }
@@ -447,8 +447,8 @@ def test_translate_writes_hub_schema_files_that_train_and_are_cached(tmp_path, n
 
 
 def test_translate_refuses_span_tasks_and_unknown_models(tmp_path, nli_files):
-    from adapterxl.data import translate_task_data
     from adapterxl.errors import DataError
+    from adapterxl.translate import translate_task_data
 
     with pytest.raises(DataError, match="task 'squad' \\(qa\\) cannot be translated"):
         translate_task_data("squad", "m", ["de"], tmp_path)
@@ -474,13 +474,16 @@ def test_translate_cli(tmp_path, nli_files):
 def test_cli_report_shows_task_shares_and_fusion_attention():
     from types import SimpleNamespace
 
+    from adapterxl.manifest import Manifest
     from adapterxl.report import result_lines
 
     fused = SimpleNamespace(
         name="f",
         metrics={"en": {"accuracy": 50.0}, "de": {"accuracy": 40.0}},
         summary={"metric": "accuracy"},
-        manifest={"fusion": {"attention": {"en": {"a": 0.25, "t": 0.75}, "de": {"a": 0.5, "t": 0.5}}}},
+        manifest=Manifest(
+            "f", "tiny-xlmr", fusion={"attention": {"en": {"a": 0.25, "t": 0.75}, "de": {"a": 0.5, "t": 0.5}}}
+        ),
     )
     text = "\n".join(result_lines(fused))
     assert "language      a      t" in text and "en        0.250  0.750" in text and "de        0.500  0.500" in text
@@ -488,10 +491,12 @@ def test_cli_report_shows_task_shares_and_fusion_attention():
         name="m",
         metrics={"mnli": {"en": {"accuracy": 60.0}}, "mlm": {"de": {"accuracy": 10.0}}},
         summary={"tasks": {"mnli": {"metric": "accuracy"}, "mlm": {"metric": "accuracy"}}},
-        manifest={
-            "tasks": ["mnli", "mlm"],
-            "sampling": {"probabilities": {"mnli": 0.8, "mlm": 0.2}, "shares_seen": {"mnli": 0.79, "mlm": 0.21}},
-        },
+        manifest=Manifest(
+            "m",
+            "tiny-xlmr",
+            tasks=["mnli", "mlm"],
+            sampling={"probabilities": {"mnli": 0.8, "mlm": 0.2}, "shares_seen": {"mnli": 0.79, "mlm": 0.21}},
+        ),
     )
     text = "\n".join(result_lines(multi))
     assert "m/mnli" in text and "m/mlm" in text and "mnli 0.79 (p=0.80), mlm 0.21 (p=0.20)" in text

@@ -71,7 +71,9 @@ class Job:
     needs: list[str] = field(default_factory=list)
     config: RunConfig | None = None
     retrieval: dict[str, Any] | None = None  # arguments of adapterxl.retrieve; "adapter_of" / "model_of": job ids
-    registry: TaskRegistry = field(default=BUILTIN, repr=False)  # the grid's tasks (built-in + declared)
+    registry: TaskRegistry = field(
+        default=BUILTIN, repr=False
+    )  # retrieval jobs: the grid's tasks (a run: config.registry)
 
     def describe(self) -> dict:
         """What defines the job's result; a finished job whose description changed is stale."""
@@ -574,7 +576,9 @@ def plan(grid: Grid, count: bool = True) -> list[dict]:
             spec = job.config.to_dict()
             key = hashlib.sha256(
                 json.dumps(
-                    [spec["task"], spec["data"], spec["task_data"], job.labels["model"]], sort_keys=True
+                    [spec["task"], spec["data"], spec["task_data"], job.labels["model"]]
+                    + ([job.config.declarations()] if job.config.declarations() else []),
+                    sort_keys=True,
                 ).encode()
             ).hexdigest()[:16]
             if key not in cache:

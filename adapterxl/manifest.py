@@ -31,7 +31,7 @@ class Manifest:
     base_model: str
     task: str = ""  # "+"-joined for a multi-task run
     kind: str | None = None  # store entries: "adapter" (one adapter + head) or "setup" (a composition)
-    mode: str = "adapter"
+    mode: str | None = "adapter"  # None: pulled from a repo adapterxl did not write
     tasks: list[str] = field(default_factory=list)
     task_family: str | None = None
     labels: list[str] = field(default_factory=list)
@@ -44,7 +44,7 @@ class Manifest:
     head: str | None = None
     heads: dict[str, str] = field(default_factory=dict)  # head -> task
     seed: int | None = None
-    license: str = "mit"
+    license: str | None = "mit"  # None: pulled from a repo adapterxl did not write (its own terms)
     config: dict[str, Any] = field(default_factory=dict)  # RunConfig.to_dict()
     versions: dict[str, str] = field(default_factory=dict)
     git_commit: str | None = None
@@ -75,11 +75,6 @@ class Manifest:
         "wall_seconds", "files", "source",
     )  # fmt: skip
 
-    @property
-    def full(self) -> bool:
-        """A fully fine-tuned model (no adapter config)."""
-        return self.adapter_config is None and self.kind is None
-
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         return {k: v for k, v in data.items() if not (k in self.OPTIONAL and v is None)}
@@ -99,7 +94,10 @@ class Manifest:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise StoreError(f"{where}: unknown manifest key(s) {unknown}: it was not written by adapterxl")
+            raise StoreError(
+                f"{where}: unknown manifest key(s) {unknown} for manifest version {version}: edited by hand, or "
+                "written by another adapterxl; upgrade adapterxl or train the entry again"
+            )
         missing = [k for k in ("name", "base_model") if k not in data]
         if missing:
             raise StoreError(f"{where}: the manifest lacks {missing}: the entry is damaged; train it again")

@@ -391,7 +391,10 @@ def _trainer_dir(config: RunConfig, create: bool = True) -> Path:
     if not create:
         return trainer_dir
     stamp = trainer_dir / "config.json"
-    spec = json.dumps({k: v for k, v in config.to_dict().items() if k != "overwrite"}, sort_keys=True)
+    spec = {k: v for k, v in config.to_dict().items() if k != "overwrite"}
+    if config.declarations():  # a declared task is defined by its declaration (its data files)
+        spec["task_declarations"] = config.declarations()
+    spec = json.dumps(spec, sort_keys=True)
     if trainer_dir.is_dir() and (not stamp.is_file() or stamp.read_text(encoding="utf-8") != spec):
         shutil.rmtree(trainer_dir)
     trainer_dir.mkdir(parents=True, exist_ok=True)
@@ -455,11 +458,11 @@ def _stored_entry(adapter: str | None, model: str | None, store: str | None) -> 
 
 
 def _entry_tasks(entry: StoreEntry | None, tasks: TaskRegistry) -> TaskRegistry:
-    """``tasks`` plus the tasks declared in the entry's manifest (a declared name given in both
-    must mean the same)."""
-    if entry is None or not entry.manifest.task_declarations:
-        return tasks
-    return tasks.declare(entry.manifest.task_declarations, f"store entry {entry.name!r}: task_declarations")
+    """``tasks`` plus the tasks declared in the entry's manifest that ``tasks`` lacks: a declaration
+    the caller gives (``--tasks FILE``: paths on this machine) wins over the one saved with the
+    entry (paths as on the training machine)."""
+    saved = {n: d for n, d in (entry.manifest.task_declarations if entry else {}).items() if n not in tasks}
+    return tasks.declare(saved, f"store entry {entry.name!r}: task_declarations") if saved else tasks
 
 
 def _saved_head_labels(model: str) -> tuple[str, ...]:
@@ -573,7 +576,7 @@ def retrieve(
     from .embeddings import default_layer, embed
 
     entry = _stored_entry(adapter, model, store)
-    task = _entry_tasks(entry, tasks).get(task_name)
+    task = tasks.get(task_name)  # store entries hold trained tasks, never retrieval ones
     if task.kind != "retrieval":
         raise ConfigError(f"task {task.name!r} is not a retrieval task: use `adapterxl evaluate`")
     data = data or DataConfig(eval_split=task.family.default_split)
@@ -609,4 +612,4 @@ def retrieve(
         "metrics": metrics,
         "summary": summarize(metrics, task),
     }
-    return {**result, **task.family.describe(result, options)}
+    return {**result, **task.family.describe(task, result, options)}

@@ -412,15 +412,15 @@ def pull(
 def _pulled_manifest(repo_id: str, revision: str | None, local: Path, files: dict[str, Path]) -> Manifest:
     source = {"repo": repo_id, "revision": revision}
     if MANIFEST in files:
-        manifest = json.loads(files[MANIFEST].read_text(encoding="utf-8"))
+        manifest = Manifest.from_dict(json.loads(files[MANIFEST].read_text(encoding="utf-8")), f"{repo_id}: {MANIFEST}")
         actual = {f: digest for f, digest in checksums(local).items() if f in files}  # not the download's .cache
-        problem = checksum_problem(manifest.get("files") or {}, actual, ignore={MANIFEST, CARD, ".gitattributes"})
+        problem = checksum_problem(manifest.files or {}, actual, ignore={MANIFEST, CARD, ".gitattributes"})
         if problem:
             raise StoreError(
                 f"repo {repo_id!r} does not match its manifest: {problem}; the upload is damaged or was changed "
                 "after adapterxl pushed it"
             )
-        return dataclasses.replace(Manifest.from_dict(manifest, f"{repo_id}: {MANIFEST}"), source=source)
+        return dataclasses.replace(manifest, source=source)
     if "adapter_setup.json" in files:
         kind = SETUP_ENTRY
         configs = sorted(f for f in files if f.endswith("/adapter_config.json"))
@@ -443,5 +443,7 @@ def _pulled_manifest(repo_id: str, revision: str | None, local: Path, files: dic
         task=config.get("name", repo_id.split("/")[-1]),
         base_model=config["model_name"],
         adapter_config=(config.get("config") or {}).get("architecture") or "bottleneck",
+        license=None,  # not adapterxl's: its terms are the repo's
+        mode=None,
         source=source,
     )

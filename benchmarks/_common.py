@@ -122,15 +122,17 @@ def build(shape: Shape, mode: str, adapter: str = "seq_bn", attention: str = "sd
     by adapterxl itself: ``stack`` sits on one intermediate adapter, ``fuse`` is the fusion phase
     over ``fused`` adapters (``fused - 1`` intermediates + the target adapter)."""
     from adapterxl.modeling import setup_mode, start_fusion
+    from adapterxl.modes import get_mode
     from adapterxl.tasks import get_task
 
     model = backbone(shape, attention)
     task = get_task("xnli")
-    n = {"stack": 1, "fuse": fused - 1}.get(mode, 0)
+    spec = get_mode(mode)
+    n = (fused - 1 if spec.fusion else 1) if spec.intermediates != "none" else 0
     with tempfile.TemporaryDirectory() as tmp:
         entries = intermediates(shape, n, adapter, Path(tmp)) if n else []
-        core = setup_mode(model, "adapter" if mode == "adapter" else mode, "target", task, adapter, entries)
-    if mode == "fuse":
+        core = setup_mode(model, mode, "target", task, adapter, entries)
+    if spec.fusion:
         start_fusion(model, core, "target", "dynamic", joint=False)
     model.train()
     return model.to(device())

@@ -26,6 +26,8 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from adapterxl.modes import get_mode
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # task: (training examples, XLM-R tokens per training example, evaluation examples over all
@@ -69,7 +71,7 @@ def job_tokens(job) -> tuple[float, float, int]:
         train += n_train * per_train
         evaluation += n_eval * per_eval
     epochs = config.training.epochs
-    if config.mode == "fuse":
+    if get_mode(config.mode).fusion:
         epochs += config.fusion.epochs or config.training.epochs
     return train * epochs, evaluation, config.data.max_seq_length or 128
 
@@ -123,7 +125,7 @@ def main() -> None:
                 seq = job.config.data.max_seq_length or 128
             else:
                 train, evaluation, seq = job_tokens(job)
-            kind = "full" if job.labels["mode"] == "full" else "adapter"
+            kind = get_mode(job.labels["mode"]).kind if job.labels["mode"] != "base" else "adapter"
             seconds = run_seconds(train, evaluation, kind, rates_for(seq, measured, args))
             hours[job.kind] += seconds / 3600
             train_sum += train

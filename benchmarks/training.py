@@ -38,6 +38,7 @@ import _common as C  # noqa: E402
 
 from adapterxl.cost import flops_per_token  # noqa: E402
 from adapterxl.modeling import count_parameters  # noqa: E402
+from adapterxl.modes import get_mode  # noqa: E402
 
 GPU_SPEC_TFLOPS = 989.0  # H100 / H200 SXM dense bf16
 
@@ -76,9 +77,7 @@ def prepare(setup: Setup, shape: C.Shape, batch_size: int) -> dict:
     matmul = sum(p.numel() for n, p in trainable if p.dim() == 2 and "embeddings" not in n)
     setup.info.update(
         trainable=count_parameters(model)["trainable"],
-        flops_per_token=flops_per_token(
-            shape.encoder, "full" if setup.mode == "full" else "adapter", setup.seq, matmul
-        ),
+        flops_per_token=flops_per_token(shape.encoder, get_mode(setup.mode).kind, setup.seq, matmul),
         **{f"{k}_bytes": v for k, v in C.state_bytes(model, opt).items()},
         embedding_grad=model.get_input_embeddings().weight.requires_grad,
     )

@@ -489,3 +489,39 @@ def test_cli_evaluate_and_translate_know_declared_tasks_from_tasks_files(tmp_pat
     assert [r["topic"] for r in rows] == [r["topic"] for r in english[:6]]  # the declared columns, labels kept
     assert all(set(r) == {"headline", "topic"} for r in rows)
     assert "topics" not in BUILTIN
+
+
+def test_declaring_the_same_task_again_is_the_same_task(tmp_path):
+    from adapterxl.tasks import BUILTIN
+
+    corpora = {
+        "family": "aligned_corpora",
+        "languages": ["de"],
+        "pivot": "en",
+        "data": {"validation": "x/{lang}.jsonl"},
+    }
+    qa = {"family": "qa", "languages": ["en", "de"], "data": {"train": "q/{lang}.jsonl"}}
+    once = BUILTIN.declare({"par": corpora, "myqa": qa})
+    assert once.declare({"par": dict(corpora)}) is once  # nothing new: the same registry
+    again = BUILTIN.declare({"par": dict(corpora), "myqa": dict(qa)})
+    assert again == once and hash(again) == hash(once) and again.get("par") == once.get("par")
+    other = BUILTIN.declare({"par": {**corpora, "pivot": "fr"}})
+    assert other.get("par").family != once.get("par").family  # another pivot: another family
+
+
+def test_a_callers_declaration_wins_over_the_one_saved_with_a_store_entry():
+    from types import SimpleNamespace
+
+    from adapterxl.manifest import Manifest
+    from adapterxl.pipeline import _entry_tasks
+    from adapterxl.tasks import BUILTIN
+
+    saved = {"family": "classification", "languages": ["en", "de"], "data": {"train": "/train/machine/{lang}.jsonl"}}
+    here = {**saved, "data": {"train": "data/{lang}.jsonl"}}
+    extra = {**saved, "languages": ["en", "fr"]}
+    entry = SimpleNamespace(name="e", manifest=Manifest("e", "tiny-xlmr", task_declarations={"t": saved, "u": extra}))
+    mine = BUILTIN.declare({"t": here})
+    tasks = _entry_tasks(entry, mine)
+    assert tasks.get("t").declaration == here  # the caller's paths, not the training machine's
+    assert tasks.get("u").declaration == extra  # what the caller lacks comes from the entry
+    assert _entry_tasks(None, mine) is mine

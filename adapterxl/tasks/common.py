@@ -77,3 +77,15 @@ def argmax_accuracy(outputs: list, references) -> dict[str, float]:
     from ..metrics import accuracy
 
     return {"accuracy": accuracy([int(np.argmax(o)) for o in outputs], references)}
+
+
+class FamilyOptions:
+    """For families with options (a QA metric script, question prompts, a pivot language): two
+    instances are equal when their class and options are, so two declarations of one task are the
+    same task."""
+
+    def __eq__(self, other) -> bool:
+        return type(self) is type(other) and vars(self) == vars(other)
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, repr(sorted(vars(self).items()))))

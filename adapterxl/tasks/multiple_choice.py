@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import DataError, at_row
 from .classification import normalize_labels
-from .common import PaddingCollator, argmax_accuracy, head_problem, logit_rows
+from .common import FamilyOptions, PaddingCollator, argmax_accuracy, head_problem, logit_rows
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from . import Task
 
 
-class MultipleChoiceFamily:
+class MultipleChoiceFamily(FamilyOptions):
     """Multiple choice. ``question_prompts``: texts that replace values of the ``question`` role
     (COPA's ``cause`` / ``effect`` become questions)."""
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import DataError, at_row
 from ..metrics import qa_scores, squad_v2_scores
-from .common import PaddingCollator, head_problem, valid_lengths
+from .common import FamilyOptions, PaddingCollator, head_problem, valid_lengths
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 NO_OFFSET = (-1, -1)  # tokens outside the context
 
 
-class QAFamily:
+class QAFamily(FamilyOptions):
     """Extractive QA. ``script``: the official metric script, ``squad`` (v1.1), ``mlqa``
     (language-aware normalisation) or ``squad_v2`` (unanswerable questions allowed and scored)."""
 

@@ -34,6 +34,7 @@ import numpy as np
 
 from ..embeddings import bucc_candidates, bucc_scores, bucc_threshold, margin_mine, tatoeba_accuracy
 from ..errors import DataError
+from .common import FamilyOptions
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -47,29 +48,26 @@ FLORES_CODE = re.compile(r"^[a-z]{3}_[A-Z][a-z]{3}$")
 BUCC_SPLITS = {"validation": "sample", "test": "training"}  # BUCC's names (XTREME: sample = dev)
 
 
-class RetrievalFamily:
+class RetrievalFamily(FamilyOptions):
     """What every retrieval protocol shares: no labels, no head, no training data."""
 
-    name = "retrieval"
     hub_task = "sentence-similarity"  # the Hub's task type (model card metadata)
     main_metric = "accuracy"
     has_labels = False
     default_max_length = 512
     default_split = "validation"
-    roles: tuple[str, ...] = ()  # the column roles its rows need
 
     def evaluate(self, encode: Encoder, task: Task, language: str, data: DataConfig, options: dict, rows: Rows) -> dict:
         """Metrics of one language."""
         raise NotImplementedError
 
-    def describe(self, result: dict, options: dict) -> dict:
+    def describe(self, task: Task, result: dict, options: dict) -> dict:
         """What the result says beyond its metrics (how it was measured)."""
         return {}
 
 
 class AlignedPairsFamily(RetrievalFamily):
-    name = "aligned_pairs"
-    roles = ("source", "target")  # a sentence in the language, its English translation
+    name = "aligned_pairs"  # columns source (a sentence in the language) and target (its English translation)
 
     def evaluate(self, encode, task, language, data, options, rows) -> dict:
         ds = rows(data.eval_split, language)
@@ -80,14 +78,13 @@ class AlignedPairsFamily(RetrievalFamily):
         direction = options.get("direction", "en->xx")
         return {"accuracy": tatoeba_accuracy(src, en, direction, precision=options.get("precision", "float32"))}
 
-    def describe(self, result, options) -> dict:
+    def describe(self, task, result, options) -> dict:
         return {"direction": options.get("direction", "en->xx")}
 
 
 class BitextMiningFamily(RetrievalFamily):
-    name = "bitext_mining"
+    name = "bitext_mining"  # columns source and target, as aligned pairs
     main_metric = "f1"
-    roles = ("source", "target")
 
     def evaluate(self, encode, task, language, data, options, rows) -> dict:
         split = data.eval_split
@@ -106,22 +103,23 @@ class BitextMiningFamily(RetrievalFamily):
         gold = [(f"{language}-{i}", f"en-{i}") for i in range(len(ds))]
         return bucc_threshold(_bucc_mine(encode, src, en, options), gold)
 
-    def describe(self, result, options) -> dict:
+    def describe(self, task, result, options) -> dict:
         if options.get("bucc_dir"):
             return {"pairs_only": False}
-        return {
-            "pairs_only": True,
-            "note": "gold pairs only, without the distractor sentences of the BUCC corpora (the Hub's bucc18 copy): "
-            "these numbers are not the BUCC benchmark. Pass the original files (bucc_dir).",
-        }
+        note = (
+            "mined among the gold pairs only, without distractor sentences: easier than the BUCC benchmark, whose "
+            "corpora have them"
+        )
+        if task.source is not None:  # a Hub copy of BUCC: the original files give the benchmark
+            note = f"{task.source.path} holds only the gold pairs: {note}. Pass the original files (bucc_dir)."
+        return {"pairs_only": True, "note": note}
 
 
 class AlignedCorporaFamily(RetrievalFamily):
     """``pivot``: the language every other is aligned with; ``codes``: a pattern language codes
     must match (FLORES: ``deu_Latn``), whose part after ``_`` is the script."""
 
-    name = "aligned_corpora"
-    roles = ("text",)
+    name = "aligned_corpora"  # column text
 
     def __init__(self, pivot: str = "en", codes: re.Pattern | None = None, default_split: str = "validation"):
         self.pivot, self.codes, self.default_split = pivot, codes, default_split
@@ -132,8 +130,6 @@ class AlignedCorporaFamily(RetrievalFamily):
                 f"{language!r} is not a FLORES-200 code such as 'deu_Latn' (ISO 639-3 + '_' + ISO 15924 script)"
             )
         split = data.eval_split
-        if task.source and split not in task.source.splits and split not in data.data_files:
-            split = self.default_split  # FLORES has dev / devtest, not validation
         xx, en = rows(split, language), rows(split, self.pivot)
         if len(xx) != len(en):
             raise DataError(
@@ -146,7 +142,7 @@ class AlignedCorporaFamily(RetrievalFamily):
         en2xx = tatoeba_accuracy(x, e, "en->xx", precision=precision)
         return {"accuracy": (xx2en + en2xx) / 2, "accuracy_xx2en": xx2en, "accuracy_en2xx": en2xx}
 
-    def describe(self, result, options) -> dict:
+    def describe(self, task, result, options) -> dict:
         if self.codes is None:
             return {}
         metrics = result["metrics"]

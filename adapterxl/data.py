@@ -110,6 +110,30 @@ def _training_mix(task: Task, data: DataConfig, seed: int):
     return datasets.concatenate_datasets(chosen).shuffle(seed=seed)
 
 
+_FINGERPRINTS: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, per process
+
+
+def data_fingerprints(task: Task, data: DataConfig) -> dict[str, str]:
+    """``{path: sha256}`` of every local file the task's data settings name (``{lang}`` as any
+    language), so that a file changed in place is noticed (grids keep them in their job records)."""
+    import hashlib
+
+    out = {}
+    for spec in local_files(task, data).values():
+        for template in spec.values() if isinstance(spec, dict) else [spec]:
+            for path in sorted(glob.glob(template.replace("{lang}", "*"))):
+                stat = os.stat(path)
+                key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+                if key not in _FINGERPRINTS:
+                    digest = hashlib.sha256()
+                    with open(path, "rb") as f:
+                        for block in iter(lambda: f.read(1 << 20), b""):
+                            digest.update(block)
+                    _FINGERPRINTS[key] = digest.hexdigest()
+                out[path] = _FINGERPRINTS[key]
+    return out
+
+
 def local_files(task: Task, data: DataConfig) -> dict[str, str | dict[str, str]]:
     """Local files per split: the run's ``data.data_files`` over a declared task's own (whose value
     may map languages to files)."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 import traceback
@@ -36,6 +37,7 @@ import yaml
 from .config import DataConfig, RunConfig, build, merge, read_yaml
 from .cost import Throughput, run_seconds
 from .errors import NAME_PATTERN, ConfigError, check_keys, suggest
+from .locks import Lock, held_by_live_process
 from .modes import BASELINES, GRID_MODES, MODE_NAMES, get_mode
 from .tasks import BUILTIN, TaskRegistry
 
@@ -78,9 +80,18 @@ class Job:
     def describe(self) -> dict:
         """What defines the job's result; a finished job whose description changed is stale."""
         if self.config is not None:
+            from .data import data_fingerprints
+
             spec = self.config.to_dict()
             spec.pop("overwrite", None)
             declared = self.config.declarations()
+            prints = {
+                path: digest
+                for name, task in self.config.task_objects().items()
+                for path, digest in data_fingerprints(task, self.config.data_for(name)).items()
+            }
+            if prints:  # local data files: a file changed in place makes the finished job stale
+                spec["data_fingerprints"] = prints
         else:
             spec = dict(self.retrieval or {})
             declared = self.registry.declarations([spec.get("task_name")])
@@ -110,8 +121,8 @@ class Grid:
         return self.results_dir / "jobs" / f"{job.id}.error.json"
 
     def status(self, job: Job) -> str:
-        """``done``, ``failed`` or ``pending``."""
-        if self.result_path(job).is_file():
+        """``done``, ``failed`` or ``pending`` (a damaged record counts as not finished)."""
+        if read_record(self.result_path(job)) is not None:
             return "done"
         if self.error_path(job).is_file():
             return "failed"
@@ -119,20 +130,58 @@ class Grid:
 
     def results(self) -> dict[str, dict]:
         """Every finished job's record, by job id."""
-        return {j.id: _read(self.result_path(j)) for j in self.jobs if self.result_path(j).is_file()}
+        return {j.id: r for j in self.jobs if (r := read_record(self.result_path(j))) is not None}
 
     def stale(self) -> dict[str, list[str]]:
-        """Finished jobs whose grid entry has changed since: {job id: changed keys}."""
+        """Finished jobs whose grid entry (or data files) changed since: {job id: changed keys}."""
         out = {}
         for job in self.jobs:
-            path = self.result_path(job)
-            if path.is_file():
-                old = _read(path).get("spec", {})
+            finished = read_record(self.result_path(job))
+            if finished is not None:
+                old = finished.get("spec", {})
                 new = json.loads(json.dumps(job.describe()))
+                if "data_fingerprints" not in old:  # recorded before fingerprints: compare the rest
+                    new.pop("data_fingerprints", None)
                 changed = _diff(old, new)
                 if changed:
                     out[job.id] = changed
         return out
+
+    def damaged(self) -> list[Path]:
+        """Job records that are not valid JSON (a write cut short by a full disk, an edit)."""
+        jobs = self.results_dir / "jobs"
+        return [p for p in sorted(jobs.glob("*.json")) if p.is_file() and read_record(p) is None] if jobs.is_dir() else []
+
+    def clean(self, echo=print) -> None:
+        """Remove what interrupted writes left (``*.tmp``) and set damaged job records aside
+        (``<id>.json.damaged``; their jobs run again), saying which."""
+        for tmp in (self.results_dir / "jobs").glob("*.tmp"):
+            tmp.unlink(missing_ok=True)
+        for path in self.damaged():
+            aside = path.with_name(path.name + ".damaged")
+            os.replace(path, aside)
+            echo(f"Warning: {path} was damaged (not valid JSON); set aside as {aside.name}, its job runs again")
+
+    def lock(self, shard: tuple[int, int] = (0, 1)) -> Lock:
+        """The lock of this results folder for one shard (``(0, 1)``: the whole grid)."""
+        index, count = shard
+        name = ".lock" if count == 1 else f".lock-shard-{index}-of-{count}"
+        if count != 1 and held_by_live_process(self.results_dir / ".lock"):
+            name = ".lock"  # a whole-grid run holds it: refused below with its owner named
+        elif count == 1:
+            shards = [p for p in self.results_dir.glob(".lock-shard-*") if held_by_live_process(p)]
+            if shards:
+                name = shards[0].name
+        return Lock(self.results_dir / name, f"grid results folder {str(self.results_dir)!r}")
+
+
+def read_record(path: Path) -> dict | None:
+    """A job record; None when it is missing or damaged (not valid JSON)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _read(path: Path) -> dict:
@@ -468,9 +517,8 @@ def run_grid(
     """Run every job not yet finished, in order (a job's needs come before it). Returns the count of
     jobs by final status: done, failed, blocked (a needed job failed or is not finished), skipped
     (other shards' or kinds). ``shard=(i, n)``: this process runs the jobs with index % n == i only;
-    ``only``: the jobs of these kinds (intermediate, target, retrieval)."""
-    from tqdm.auto import tqdm
-
+    ``only``: the jobs of these kinds (intermediate, target, retrieval). The results folder is
+    locked while the grid runs (per shard): a second process on it is refused at once."""
     stale = grid.stale()
     if stale:
         listing = "; ".join(f"{j}: {', '.join(keys[:4])}" for j, keys in list(stale.items())[:5])
@@ -485,9 +533,22 @@ def run_grid(
     if unknown:
         raise ConfigError(f"only: unknown job kind(s) {unknown}; use intermediate, target, retrieval")
     mine = [j for i, j in enumerate(grid.jobs) if i % count == index and (not only or j.kind in only)]
+    with grid.lock(shard):
+        return _run_jobs(grid, mine, retry_failed, echo, progress)
+
+
+def _run_jobs(grid: Grid, mine: list[Job], retry_failed: bool, echo, progress: bool) -> dict[str, int]:
+    from tqdm.auto import tqdm
+
+    from .pipeline import check_runs
+
     grid.results_dir.mkdir(parents=True, exist_ok=True)
+    grid.clean(echo)
     (grid.results_dir / "grid.yaml").write_text(yaml.safe_dump(grid.source, sort_keys=False), encoding="utf-8")
     todo = [j for j in mine if grid.status(j) == "pending" or (retry_failed and grid.status(j) == "failed")]
+    # Every run that can start (its needs done or to do here) is checked before the first trains.
+    will_exist = {j.id for j in grid.jobs if grid.status(j) == "done"} | {j.id for j in todo}
+    check_runs([j.config for j in todo if j.config is not None and set(j.needs) <= will_exist], check_data_files=True)
     counts = Counter(
         done=sum(grid.status(j) == "done" for j in mine), failed=0, blocked=0, skipped=len(grid.jobs) - len(mine)
     )

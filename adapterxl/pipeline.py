@@ -8,8 +8,10 @@ on every language, save the adapter (or setup) atomically to the store, and writ
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -17,13 +19,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .backbones import backbone_source, source_files
+from .backbones import backbone_source, resolve_model, source_files
 from .config import DataConfig, RunConfig, check_data, dump_runs, load_runs, parse_sampling
 from .data import load_task_data, training_languages, with_labels
 from .errors import ConfigError, StoreError
 from .evaluation import FusionAttention, evaluate_dataset, evaluate_languages, summarize
 from .files import save_model_folder, write_json
-from .manifest import Manifest, git_commit, versions
+from .locks import Lock
+from .manifest import ADAPTER_ENTRY, Manifest, git_commit, versions
 from .modeling import (
     check_compatible,
     compose,
@@ -57,9 +60,10 @@ class RunResult:
     store_entry: str | None = None
     model_dir: str | None = None
     manifest: Manifest | None = field(default=None, repr=False)
+    reused: bool = False  # a finished run of the same config, not run again (run_all)
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "manifest"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("manifest", "reused")}
 
 
 @dataclass
@@ -71,16 +75,25 @@ class Inputs:
     source: str | None = None  # the backbone's source these entries were trained on (backbones.resolve_model)
 
 
-def preflight(config: RunConfig) -> Inputs:
+def preflight(config: RunConfig, produced: dict[str, Manifest] | None = None) -> Inputs:
     """Every check that needs no model and no data: adapter config, store entries, base-model
-    match, composition (stack, fusion), language adapters, store and run folder writable."""
+    match, composition (stack, fusion), language adapters, store and run folder writable.
+    ``produced``: entries that earlier runs of the same file will save (checked by their planned
+    manifests, as they do not exist yet)."""
     store = AdapterStore(config.store)
     mode = get_mode(config.mode)
+    check_paths(config)
     if not mode.full:
         parse_adapter_config(config.adapter)
         store.check_writable(config.name, config.overwrite)
-    intermediates = [store.verify(name) for name in config.intermediate]
-    languages = {lang: store.verify(name) for lang, name in config.language_adapters.items()}
+
+    def entry(name: str) -> StoreEntry:
+        if produced and name in produced:
+            return StoreEntry(name, store.path(name), produced[name])
+        return store.verify(name)
+
+    intermediates = [entry(name) for name in config.intermediate]
+    languages = {lang: entry(name) for lang, name in config.language_adapters.items()}
     source = pinned_source([*intermediates, *languages.values()])
     for entry in [*intermediates, *languages.values()]:
         check_compatible(entry, config.model, source)
@@ -375,12 +388,41 @@ def record(run: Prepared, trained: Trained, evaluated: Evaluated, started: float
 
 
 def run(config: RunConfig) -> RunResult:
-    """Train and evaluate one run: prepare, train, evaluate, record (see the module docstring)."""
+    """Train and evaluate one run: prepare, train, evaluate, record (see the module docstring).
+    The run's store entry and run folder are locked throughout: a second process writing the same
+    name is refused at once (:mod:`adapterxl.locks`)."""
     started = time.perf_counter()
-    prepared = prepare(config)
-    trained = train_stage(prepared)
-    evaluated = evaluate_stage(prepared)
-    return record(prepared, trained, evaluated, started)
+    with run_locks(config):
+        prepared = prepare(config)
+        trained = train_stage(prepared)
+        evaluated = evaluate_stage(prepared)
+        return record(prepared, trained, evaluated, started)
+
+
+@contextlib.contextmanager
+def run_locks(config: RunConfig):
+    """Hold the locks of what ``config`` writes: its run folder and (adapter modes) its store entry."""
+    check_paths(config)
+    with contextlib.ExitStack() as stack:
+        run_dir = config.run_dir
+        stack.enter_context(Lock(run_dir.with_name(f".{run_dir.name}.lock"), f"run folder {str(run_dir)!r}"))
+        if not get_mode(config.mode).full:
+            stack.enter_context(AdapterStore(config.store).lock(config.name))
+        yield
+
+
+def check_paths(config: RunConfig) -> None:
+    """The store and run folder can be created and written (a file in their way is an error)."""
+    for what, path in (("store", Path(config.store)), ("run folder", config.run_dir)):
+        blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            raise ConfigError(
+                f"{what} {str(path)!r} cannot be created: {str(blocking)!r} is a file. Point "
+                f"{'store' if what == 'store' else 'output_dir / save_as'} at a folder"
+            )
+        existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+        if not os.access(existing, os.W_OK):
+            raise ConfigError(f"{what} {str(path)!r} is not writable ({str(existing)!r} is read-only)")
 
 
 def _trainer_dir(config: RunConfig, create: bool = True) -> Path:
@@ -414,16 +456,92 @@ def setup_names(setup) -> list[str]:
     return [n for child in setup.children for n in setup_names(child)]
 
 
+def finished(config: RunConfig) -> RunResult | None:
+    """The result of ``config`` when its run folder holds a finished run of this very config
+    (same settings, ``overwrite`` aside) and its output is still there; else None."""
+    path = config.run_dir / "manifest.json"
+    if config.overwrite or not path.is_file():
+        return None
+    try:
+        manifest = Manifest.from_dict(json.loads(path.read_text(encoding="utf-8")), str(path))
+    except (ValueError, StoreError):
+        return None  # damaged: not finished
+    same = {k: v for k, v in manifest.config.items() if k != "overwrite"} == {
+        k: v for k, v in json.loads(json.dumps(config.to_dict())).items() if k != "overwrite"
+    }
+    full = get_mode(config.mode).full
+    output = config.run_dir / "model" if full else AdapterStore(config.store).path(config.name)
+    if not same or not (output / ("config.json" if full else "manifest.json")).is_file():
+        return None
+    return RunResult(config.name, manifest.task, config.mode, manifest.metrics, manifest.summary, str(config.run_dir),
+                     None if full else str(output), str(output) if full else None, manifest)  # fmt: skip
+
+
+def check_runs(configs: list[RunConfig], check_data_files: bool | None = None) -> None:
+    """Check every run before the first trains: paths, adapter configs, the store entries each
+    builds on (in the store, or made by an earlier run of the list: then checked against that
+    run's config), composition rules, sequence length against the model's positions, and (with
+    several runs, or ``check_data_files``) every run's data: files, columns, labels."""
+    produced: dict[str, Manifest] = {}  # store name -> what an earlier run of the list will save
+    check_data_files = len(configs) > 1 if check_data_files is None else check_data_files
+    seen_data: set[str] = set()
+    for config in configs:
+        preflight(config, produced)
+        _check_sequence_length(config)
+        if check_data_files:
+            for name, task in config.task_objects().items():
+                key = json.dumps([name, dataclasses.asdict(config.data_for(name)), config.seed], sort_keys=True)
+                if key not in seen_data:
+                    seen_data.add(key)
+                    load_task_data(with_labels(task, config.data_for(name)), config.data_for(name), seed=config.seed)
+        if not get_mode(config.mode).full:
+            produced[config.name] = Manifest(
+                config.name, config.model, task="+".join(config.tasks), kind=ADAPTER_ENTRY, mode=config.mode,
+                adapter_config=config.adapter, train_languages=list(training_languages(
+                    config.task_objects()[config.tasks[0]], config.data_for(config.tasks[0])
+                )),
+            )  # fmt: skip
+
+
+def _check_sequence_length(config: RunConfig) -> None:
+    """``data.max_seq_length`` (or a family's default) must fit the model's position embeddings."""
+    from transformers import AutoConfig
+
+    location = resolve_model(config.model)
+    try:
+        model_config = AutoConfig.from_pretrained(location)
+    except (OSError, ValueError):
+        return  # not loadable here (yet): loading the model says why
+    positions = getattr(model_config, "max_position_embeddings", None)
+    if not positions:
+        return
+    offset = (model_config.pad_token_id or 0) + 1 if "roberta" in model_config.model_type else 0  # XLM-R: 514 - 2
+    for name, task in config.task_objects().items():
+        length = config.data_for(name).max_seq_length or task.family.default_max_length
+        if length > positions - offset:
+            where = f"task_data.{name}" if name in config.task_data else "data"
+            raise ConfigError(
+                f"{where}.max_seq_length {length} is longer than model {config.model!r} can read "
+                f"({positions - offset} tokens): set {where}.max_seq_length to at most {positions - offset}"
+            )
+
+
 def run_all(
     configs: list[RunConfig], results_path: str | Path | None = None, on_start=None, on_result=None
 ) -> list[RunResult]:
-    """Run configs in order. After each run, ``results_path`` (if given) is rewritten with every
-    result so far; ``on_start(i, config)`` and ``on_result(result)`` report progress."""
+    """Check every run (:func:`check_runs`), then run them in order; a run whose folder already
+    holds a finished run of the same config is not run again (its result is reused), so a file
+    whose later run failed reruns from there. After each run, ``results_path`` (if given) is
+    rewritten with every result so far; ``on_start(i, config)`` and ``on_result(result)`` report
+    progress (``result.resumed`` is True for a reused result)."""
+    done = {i: r for i, config in enumerate(configs) if (r := finished(config)) is not None}
+    check_runs([c for i, c in enumerate(configs) if i not in done])
     results = []
     for i, config in enumerate(configs):
         if on_start:
             on_start(i, config)
-        results.append(run(config))
+        results.append(done.get(i) or run(config))
+        results[-1].reused = i in done
         if on_result:
             on_result(results[-1])
         if results_path:

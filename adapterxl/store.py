@@ -28,6 +28,7 @@ from pathlib import Path
 
 from .errors import StoreError, check_name
 from .files import write_json
+from .locks import Lock, held_by_live_process
 from .manifest import ADAPTER_ENTRY, SETUP_ENTRY, Manifest
 
 MANIFEST = "manifest.json"
@@ -115,10 +116,11 @@ class AdapterStore:
 
     def remove(self, name: str) -> None:
         """Delete entry ``name``: renamed out of sight first, so a crash never leaves half an entry."""
-        entry = self.get(name)
-        hidden = self.root / f".rm-{name}-{uuid.uuid4().hex[:8]}"
-        entry.path.rename(hidden)
-        shutil.rmtree(hidden, ignore_errors=True)
+        with self.lock(name):
+            entry = self.get(name)
+            hidden = self.root / f".rm-{name}-{uuid.uuid4().hex[:8]}"
+            entry.path.rename(hidden)
+            shutil.rmtree(hidden, ignore_errors=True)
 
     def check_writable(self, name: str, overwrite: bool) -> None:
         """Raise before training when saving ``name`` would later fail."""
@@ -136,6 +138,10 @@ class AdapterStore:
             manifest = Manifest.from_dict({"name": name, **manifest}, f"manifest of {name!r}")
         final = self.path(name)
         self.root.mkdir(parents=True, exist_ok=True)
+        with self.lock(name):
+            return self._save(name, final, write, manifest, card)
+
+    def _save(self, name: str, final: Path, write, manifest: Manifest, card: str) -> StoreEntry:
         tmp = self.root / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
         try:
             tmp.mkdir()
@@ -155,12 +161,20 @@ class AdapterStore:
                 shutil.rmtree(tmp, ignore_errors=True)
         return self.get(name)
 
+    def lock(self, name: str) -> Lock:
+        """The lock of entry ``name``: held by a run from its checks until its entry is saved, so a
+        second writer of the same name is refused at once (:mod:`adapterxl.locks`)."""
+        return Lock(self.root / f".lock-{check_name(name)}", f"store entry {name!r} in {str(self.root)!r}")
+
     def _recover(self) -> None:
-        """Undo what a crash between the two renames of ``save`` left: put the old version back.
-        (Abandoned ``.tmp-*`` folders are left alone: another process may be writing them; they
-        are never listed or loaded.)"""
+        """Undo what a crash between the two renames of ``save`` left: put the old version back;
+        remove ``.tmp-*`` folders of interrupted saves (those whose entry no live process locks)."""
         for hidden in self.root.glob(".rm-*"):  # a removal that crashed half-way: finish it
             shutil.rmtree(hidden, ignore_errors=True)
+        for hidden in self.root.glob(".tmp-*"):
+            name = hidden.name[len(".tmp-") :].rsplit("-", 1)[0]
+            if not held_by_live_process(self.root / f".lock-{name}"):
+                shutil.rmtree(hidden, ignore_errors=True)
         for hidden in self.root.glob(".old-*"):
             name = hidden.name[len(".old-") :].rsplit("-", 1)[0]
             if not (self.root / name).exists():

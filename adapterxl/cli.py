@@ -13,13 +13,17 @@ from .modes import MODES as MODE_TABLE
 
 
 def _friendly_errors(func):
-    """Print AdapterXLErrors as one clean ``Error: ...`` line (exit code 2), no traceback."""
+    """Print AdapterXLErrors as one clean ``Error: ...`` line (exit code 2), no traceback unless
+    ``adapterxl --verbose``."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
         except AdapterXLError as exc:
+            ctx = click.get_current_context(silent=True)
+            if ctx is not None and (ctx.find_root().obj or {}).get("verbose"):
+                raise
             click.secho(f"Error: {exc}", fg="red", err=True)
             raise SystemExit(2) from None
 
@@ -59,8 +63,11 @@ def _split_languages(value: str | None) -> list[str] | None:
 
 @click.group()
 @click.version_option(package_name="adapterxl")
-def main() -> None:
+@click.option("--verbose", is_flag=True, help="Show the traceback of an error, not just its message.")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
     """adapterxl: intermediate-task transfer to many languages with stackable adapters."""
+    ctx.obj = {"verbose": verbose}
 
 
 @main.command()

@@ -255,21 +255,36 @@ class RunConfig:
         parse_sampling(self.sampling, self.tasks)
         if self.fusion.config not in ("dynamic", "static"):
             raise ConfigError(f"fusion.config must be 'dynamic' or 'static', got {self.fusion.config!r}")
-        for key, value in {
+        positive = {
             "fusion.learning_rate": self.fusion.learning_rate,
             "fusion.epochs": self.fusion.epochs,
-        }.items():
-            if value is not None and value <= 0:
-                raise ConfigError(f"{key} must be positive, got {value}")
-        positive = {
+            "training.learning_rate": self.training.learning_rate,
             "training.batch_size": self.training.batch_size,
             "training.eval_batch_size": self.training.eval_batch_size,
             "training.gradient_accumulation_steps": self.training.gradient_accumulation_steps,
-            "training.save_steps": self.training.save_steps or 1,
-        }
+            "training.save_steps": self.training.save_steps,
+            "training.eval_steps": self.training.eval_steps,
+            "training.early_stopping_patience": self.training.early_stopping_patience,
+            "training.logging_steps": self.training.logging_steps,
+            **{
+                f"{where}.{key}": getattr(data, key)
+                for where, data in [("data", self.data), *((f"task_data.{t}", d) for t, d in self.task_data.items())]
+                for key in ("max_seq_length", "max_train_examples", "max_eval_examples", "doc_stride",
+                            "max_query_length", "max_answer_length", "n_best_size")
+            },
+        }  # fmt: skip
         for key, value in positive.items():
-            if value <= 0:
+            if value is not None and not value > 0:
                 raise ConfigError(f"{key} must be positive, got {value}")
+        for key, value in {"training.weight_decay": self.training.weight_decay,
+                           "training.max_grad_norm": self.training.max_grad_norm}.items():  # fmt: skip
+            if not value >= 0:
+                raise ConfigError(f"{key} must be zero or positive, got {value}")
+        if self.training.learning_rate is not None and self.training.learning_rate >= 1:
+            raise ConfigError(
+                f"training.learning_rate {self.training.learning_rate} is far too large (adapters use about 1e-4, "
+                "full fine-tuning 2e-5): write it as e.g. 1e-4"
+            )
         if self.training.epochs <= 0 and self.training.max_steps <= 0:
             raise ConfigError("set training.epochs > 0 or training.max_steps > 0")
         if self.training.lr_scheduler not in LR_SCHEDULERS:
@@ -508,6 +523,17 @@ def build(cls, data: Any, where: str, **extra):
         raise ConfigError(f"{where}: {exc}") from None
 
 
+def check_fields(cls, data: dict, where: str) -> None:
+    """Every key of ``data`` (and of its nested config sections) is a field of ``cls``: what a
+    ``defaults:`` block may hold, checked where it is written (not in the first run it reaches)."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls) if f.metadata.get("yaml", True)}
+    check_keys(data, fields, where)
+    for key, value in data.items():
+        if dataclasses.is_dataclass(hints[key]) and isinstance(value, dict):
+            check_fields(hints[key], value, f"{where}.{key}")
+
+
 def merge(base: dict, override: dict) -> dict:
     out = dict(base)
     for key, value in override.items():
@@ -523,7 +549,9 @@ def parse_runs(data: Any, where: str = "config", registry: TaskRegistry = BUILTI
     block declaring tasks) into run configs whose task names resolve in ``registry`` plus the
     file's own declarations."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+        raise ConfigError(
+            f"{where}: a config is a mapping (task: ..., mode: ..., or runs: [...]), got a {type(data).__name__}"
+        )
     if "tasks" in data:  # tasks declared in the file, usable by its runs like built-in ones
         registry = registry.declare(data["tasks"], f"{where}: tasks")
         data = {k: v for k, v in data.items() if k != "tasks"}
@@ -533,6 +561,9 @@ def parse_runs(data: Any, where: str = "config", registry: TaskRegistry = BUILTI
     if extra:
         raise ConfigError(f"{where}: a pipeline file has only 'tasks', 'runs' and 'defaults', not {extra}")
     defaults = data.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{where}: defaults: a mapping of run fields, got {defaults!r}")
+    check_fields(RunConfig, defaults, f"{where}: defaults")
     runs = data["runs"]
     if not isinstance(runs, list) or not runs:
         raise ConfigError(f"{where}: 'runs' must be a non-empty list of runs")
@@ -546,15 +577,44 @@ def parse_runs(data: Any, where: str = "config", registry: TaskRegistry = BUILTI
     return configs
 
 
+MAX_CONFIG_BYTES = 1_000_000  # config, grid and task files are small; anything larger is a mistake
+
+
 def read_yaml(path: str | Path, what: str = "config file") -> Any:
-    """A YAML file's document; a missing file or invalid YAML is a ConfigError naming the file."""
+    """A YAML file's document; a missing, empty, oversized, non-UTF-8 or invalid YAML file is a
+    ConfigError naming the file (and the line, for YAML errors)."""
     path = Path(path)
+    if not path.exists():
+        where = "" if path.is_absolute() else f" (relative to the working directory {os.getcwd()})"
+        raise ConfigError(f"{what} {str(path)!r} does not exist{where}")
     if not path.is_file():
-        raise ConfigError(f"{what} {str(path)!r} does not exist")
+        raise ConfigError(f"{what} {str(path)!r} is not a file")
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: {size / 1e6:.1f} MB is too large for a {what} (at most {MAX_CONFIG_BYTES // 1000} kB): put data "
+            "in data files and point data.data_files at them"
+        )
+    raw = path.read_bytes()
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start}, line {line}): save the {what} as UTF-8 YAML"
+        ) from None
+    if "\x00" in text:
+        raise ConfigError(f"{path}: a binary file, not a YAML {what}")
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{at}: {problem}") from None
+    if data is None:
+        raise ConfigError(f"{path}: the {what} is empty: write a run (task: ..., mode: ...) or runs: [...]")
+    return data
 
 
 def load_runs(path: str | Path, overrides: dict[str, Any] | None = None) -> list[RunConfig]:
@@ -589,11 +649,20 @@ def apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """Parse a ``key=value`` command-line override; the value is read as YAML."""
+    """Parse a ``key=value`` command-line override; the value is read as YAML (``null`` for none)."""
     if "=" not in text:
         raise ConfigError(f"override {text!r} is not KEY=VALUE (e.g. training.learning_rate=1e-4)")
     key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value)
+    if not key.strip():
+        raise ConfigError(f"override {text!r} has no key: KEY=VALUE (e.g. training.learning_rate=1e-4)")
+    if not value.strip():
+        raise ConfigError(
+            f"override {text!r} has an empty value: give one ({key.strip()}=1e-4), or {key.strip()}=null for none"
+        )
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        return key.strip(), value  # text that is not YAML (a path with a colon and a space)
 
 
 def dump_runs(configs: list[RunConfig], path: str | Path, header: str = "") -> Path:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .config import DataConfig
 from .errors import DataError, Origin, at_row, first_line
-from .tasks import Task
+from .tasks import Task, optional_roles
 
 _BUILDERS = {
     ".jsonl": "json",
@@ -305,11 +305,69 @@ def _load_local(template: str, language: str, task: Task, split: str):
         )
     kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
     where = Origin(files[0] if len(files) == 1 else f"{path} ({len(files)} files)", files)
+    if builder != "parquet":
+        for file in files:
+            _check_utf8(file)
     try:
         ds = datasets.load_dataset(builder, data_files=files, split="train", **kwargs)
     except Exception as exc:  # datasets raises many types for unreadable files
+        for file in files:  # say which line when a reader of our own can tell
+            _check_structure(file, suffix)
         raise DataError(f"{where}: could not read as {builder}: {type(exc).__name__}: {first_line(exc)}") from exc
     return ds, where
+
+
+def _check_utf8(path: str) -> None:
+    """A text data file must be UTF-8: a DataError names the file, line and byte otherwise."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}, line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}): save the file "
+            "as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+
+
+def _check_structure(path: str, suffix: str) -> None:
+    """Find the line that made a JSON Lines, JSON or CSV / TSV file unreadable (a DataError), if any."""
+    import csv
+    import json
+
+    text = Path(path).read_text(encoding="utf-8")
+    if suffix == ".json" and text.lstrip().startswith("["):
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno})") from None
+        return
+    if suffix in (".json", ".jsonl"):
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(
+                    f"{path}, line {number}: not valid JSON ({exc.msg}, column {exc.colno}); JSON Lines hold one "
+                    "JSON object per line"
+                ) from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}, line {number}: a JSON Lines row is an object {{...}}, got {line[:60]!r}")
+        return
+    if suffix in (".csv", ".tsv"):
+        reader = csv.reader(text.splitlines(keepends=True), delimiter="\t" if suffix == ".tsv" else ",")
+        header = next(reader, [])
+        start = reader.line_num + 1
+        for fields in reader:
+            if fields and len(fields) != len(header):
+                raise DataError(
+                    f"{path}, line {start}: {len(fields)} fields, but the header has {len(header)} "
+                    f"({', '.join(header)}): quote fields that hold the separator"
+                )
+            start = reader.line_num + 1
 
 
 def _load_hub(task: Task, split: str, language: str, training: bool = False) -> list[tuple]:
@@ -401,6 +459,9 @@ def _select_roles(ds, task: Task, overrides: dict, where: str):
     columns (gathered into one list per row, e.g. answer0..answer3 -> choices) or to a nested
     field (``choices.text``)."""
     columns = {**task.columns, **overrides}
+    if task.declaration:  # optional roles (a QA id, a text pair) default to their own names too
+        columns |= {role: role for role in optional_roles(task.family.name) if role not in columns}
+        columns = {r: c for r, c in columns.items() if r in task.columns or r in overrides or c in ds.column_names}
     if any("." in c for spec in columns.values() for c in _columns_of(spec)):
         ds = ds.flatten()
     missing = {c: role for role, spec in columns.items() for c in _columns_of(spec) if c not in ds.column_names}
@@ -458,12 +519,34 @@ def _check_values(ds, task: Task, overrides: dict, where: str):
         if role in (*TEXT_ROLES, *TEXT_LIST_ROLES) and not (
             pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)
         ):
+            first, value = _first_non_text(values, role in TEXT_LIST_ROLES)
             raise DataError(
-                f"{where}: {named} of task {task.name!r} holds {kind} values, not text (e.g. {values[0].as_py()!r}"
-                f" in {at_row(where, 0)}): is it the right column? Map the role to a text column with data.columns "
-                "(or a declared task's columns:)"
+                f"{at_row(where, first)}: {named} of task {task.name!r} holds "
+                + (f"{value!r}, not text" if "json" in str(kind) else f"{kind} values, not text (here {value!r})")
+                + ": is it the right column? Fix the row, or map the role to a text column with data.columns (or a "
+                "declared task's columns:)"
             )
     return ds
+
+
+def _first_non_text(values, lists: bool) -> tuple[int, object]:
+    """(index, value) of the first value that is not text (``lists``: not a list of texts). Mixed
+    JSON values arrive as JSON text (pyarrow's json extension type): those are parsed first."""
+    import json
+
+    def text(v) -> bool:
+        return isinstance(v, str) or (lists and isinstance(v, list) and all(isinstance(x, str) for x in v))
+
+    for i, raw in enumerate(values.to_pylist()):
+        value = raw
+        if isinstance(raw, str) and "json" in str(values.type):
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                pass
+        if not text(value):
+            return i, value
+    return 0, values[0].as_py()
 
 
 def _blank(path: str) -> bool:

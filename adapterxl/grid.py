@@ -150,7 +150,9 @@ class Grid:
     def damaged(self) -> list[Path]:
         """Job records that are not valid JSON (a write cut short by a full disk, an edit)."""
         jobs = self.results_dir / "jobs"
-        return [p for p in sorted(jobs.glob("*.json")) if p.is_file() and read_record(p) is None] if jobs.is_dir() else []
+        if not jobs.is_dir():
+            return []
+        return [p for p in sorted(jobs.glob("*.json")) if p.is_file() and read_record(p) is None]
 
     def clean(self, echo=print) -> None:
         """Remove what interrupted writes left (``*.tmp``) and set damaged job records aside

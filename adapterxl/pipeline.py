@@ -105,6 +105,7 @@ def preflight(config: RunConfig, produced: dict[str, Manifest] | None = None) ->
                 f"give {lang!r} an adapter trained on {lang} text (task mlm, data.train_languages: [{lang}])"
             )
     mode.preflight(config.adapter, intermediates)
+    _check_sequence_length(config)
     if (config.run_dir / "manifest.json").is_file() and not config.overwrite:
         raise ConfigError(
             f"run folder {str(config.run_dir)!r} already holds a finished run: choose another save_as "
@@ -487,7 +488,6 @@ def check_runs(configs: list[RunConfig], check_data_files: bool | None = None) -
     seen_data: set[str] = set()
     for config in configs:
         preflight(config, produced)
-        _check_sequence_length(config)
         if check_data_files:
             for name, task in config.task_objects().items():
                 key = json.dumps([name, dataclasses.asdict(config.data_for(name)), config.seed], sort_keys=True)

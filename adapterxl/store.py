@@ -20,13 +20,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import StoreError, check_name
+from .errors import StoreError, check_name, first_line
 from .files import write_json
 from .locks import Lock, held_by_live_process
 from .manifest import ADAPTER_ENTRY, SETUP_ENTRY, Manifest
@@ -109,6 +110,14 @@ class AdapterStore:
         recorded = entry.manifest.files
         if not recorded:
             raise StoreError(f"adapter {name!r} has no checksums in its manifest: it cannot be verified")
+        pickled = sorted(f for f in recorded if f.endswith(PICKLE_SUFFIXES))
+        trusted = (entry.manifest.source or {}).get("trust_pickle")  # pulled with --trust-pickle
+        if pickled and not trusted:  # adapterxl saves safetensors only: someone else listed a pickle
+            raise StoreError(
+                f"adapter {name!r} lists pickled weights {pickled} in its manifest; adapterxl writes safetensors only "
+                "and never loads pickles from the store: the entry was changed by hand; remove it "
+                f"(adapterxl store rm {name}) and train or pull it again"
+            )
         problem = checksum_problem(recorded, checksums(entry.path), ignore={MANIFEST, CARD})
         if problem:
             raise StoreError(f"adapter {name!r}: {problem}; retrain it, pull it again, or remove the extra files")
@@ -396,11 +405,30 @@ def pull(
     import tempfile
 
     import huggingface_hub
+    from huggingface_hub.errors import HFValidationError
 
+    try:
+        huggingface_hub.utils.validate_repo_id(repo_id)
+    except HFValidationError:
+        raise StoreError(
+            f"{repo_id!r} is not a Hub repo id: write it as OWNER/NAME (letters, digits, '-', '_', '.'), e.g. "
+            "adapterxl/xlmr-large-mnli"
+        ) from None
     name = check_name(name or repo_id.rstrip("/").split("/")[-1])
     store.check_writable(name, overwrite)
     with tempfile.TemporaryDirectory(prefix="adapterxl-pull-") as tmp:
-        local = Path(huggingface_hub.snapshot_download(repo_id, revision=revision, token=token, local_dir=tmp))
+        try:
+            local = Path(huggingface_hub.snapshot_download(repo_id, revision=revision, token=token, local_dir=tmp))
+        except (OSError, ValueError) as exc:  # offline, not found, gated, no such revision, network errors
+            kind = type(exc).__name__
+            hint = (
+                "HF_HUB_OFFLINE=1 is set, so nothing is downloaded: unset it where the Hub is reachable"
+                if os.environ.get("HF_HUB_OFFLINE") == "1"
+                else "check the repo id and revision, your network, and for a private repo your login (hf auth login)"
+            )
+            raise StoreError(
+                f"could not download {repo_id!r} from the Hub ({kind}: {first_line(exc)}): {hint}"
+            ) from exc
         files = {
             p.relative_to(local).as_posix(): p for p in local.rglob("*") if p.is_file() and ".cache" not in p.parts
         }
@@ -411,6 +439,8 @@ def pull(
                 "pull it only if you trust its author, with --trust-pickle (trust_pickle=True)"
             )
         manifest = _pulled_manifest(repo_id, revision, local, files)
+        if pickled:  # the user trusted them: verify accepts this entry's pickles
+            manifest = dataclasses.replace(manifest, source={**manifest.source, "trust_pickle": True})
         card = files[CARD].read_text(encoding="utf-8") if CARD in files else f"# {name}\n\nPulled from {repo_id}.\n"
 
         def write(folder: Path) -> None:

@@ -300,7 +300,7 @@ def _break_topics(root, case: str) -> str:
     if case == "numbers as text":
         _write(fr.with_suffix(".csv"), "headline,topic\n1,sport\n2,money\n")
         fr.unlink()
-        return r"validation.csv: column 'headline' \(role text\) of task 'topics' holds int64 values, not text"
+        return r"validation.csv, line 2: column 'headline' \(role text\) of task 'topics' holds int64 values, not text"
     raise AssertionError(case)
 
 

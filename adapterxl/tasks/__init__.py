@@ -494,6 +494,13 @@ DECLARABLE = {
     "aligned_corpora": (None, ("text",), (), ("accuracy",)),  # one family per pivot language
 }
 RETRIEVAL_FAMILIES = ("aligned_pairs", "bitext_mining", "aligned_corpora")
+
+
+def optional_roles(family_name: str) -> tuple[str, ...]:
+    """The column roles a declared task of this family may have (used when its data has them)."""
+    return DECLARABLE[family_name][2] if family_name in DECLARABLE else ()
+
+
 DECLARATION_KEYS = {
     "family": f"one of {sorted(DECLARABLE)} (classification: single sentences, or pairs with a text_pair column)",
     "languages": "the evaluation languages, training language included (retrieval: the languages paired with "

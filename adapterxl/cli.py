@@ -406,7 +406,8 @@ def plan_command(grid_file, results_dir, no_count) -> None:
     _quiet_libraries()
     rows = plan(grid, count=not no_count)
     for r in rows:
-        tokens = f"{r['train_tokens'] / 1e6:9.2f}M tok" if "train_tokens" in r else ""
+        mark = "~" if r.get("tokens_source") == "estimate" else " "
+        tokens = f"{mark}{r['train_tokens'] / 1e6:8.2f}M tok" if "train_tokens" in r else ""
         eta = f"{_duration(r['estimate_seconds']):>8} ({r['throughput_source']})" if "estimate_seconds" in r else ""
         click.echo(f"{r['status']:8} {r['kind']:12} {r['id']:60} {tokens} {eta}")
     totals = plan_summary(rows)
@@ -422,6 +423,11 @@ def plan_command(grid_file, results_dir, no_count) -> None:
         if totals["todo_without_throughput"]:
             line += " (no throughput for some jobs: set throughput: {adapter: TOKENS_PER_S, full: ...} in the grid)"
         click.echo(line)
+        if any(r.get("tokens_source") == "estimate" for r in rows):
+            click.echo(
+                "~ estimated from published dataset sizes and mean tokens per example (the data or tokenizer could "
+                "not be loaded here): expect the real counts to differ by up to a few tens of percent"
+            )
 
 
 def _duration(seconds: float) -> str:

@@ -92,3 +92,58 @@ def projected_throughput(shape: EncoderShape, seq: int, peak_flops: float, mfu: 
         {kind: mfu * peak_flops / flops_per_token(shape, kind, seq) for kind in KINDS},
         mfu * peak_flops / flops_per_token(shape, "evaluation", seq),
     )
+
+
+# task: (training examples, XLM-R tokens per training example, evaluation examples over all
+# languages and evaluated splits, tokens per evaluation example). Examples: dataset cards / the
+# reference task table. Tokens per example: ESTIMATES (mean words x ~1.3 pieces + specials; QA at
+# one 384-token window per question; multiple choice: every choice's sequence).
+TOKENS = {
+    "anliplus": (1_104_934, 44, 0, 0),  # SNLI ~25, MNLI ~47, ANLI ~100 tokens per pair
+    "mnli": (392_702, 47, 0, 0),
+    "qqp": (363_846, 30, 0, 0),
+    "squad": (87_599, 190, 0, 0),
+    "squad_v2": (130_319, 190, 0, 0),
+    "hellaswag": (39_905, 4 * 70, 0, 0),
+    "ccg": (39_604, 35, 0, 0),
+    "cosmosqa": (25_262, 4 * 130, 0, 0),
+    "csqa": (9_741, 5 * 20, 0, 0),
+    "xnli": (392_702, 47, 15 * (2_490 + 5_010), 55),
+    "pawsx": (49_401, 55, 7 * (2_000 + 2_000), 60),
+    "udpos": (21_253, 30, 250_000, 35),
+    "panx": (20_000, 20, 40 * (10_000 + 10_000), 22),
+    "xquad": (87_599, 190, 11 * 1_190, 210),
+    "mlqa": (87_599, 190, 7 * 5_500 + 49 * 1_000, 230),
+    "tydiqa": (3_696, 300, 9 * 560, 300),
+    # retrieval: forward passes only (both sides): Tatoeba 28 languages x 1,000 pairs + the 8 short
+    # ones (jv 205, ka 746, kk 575, ml 687, sw 390, ta 307, te 234, th 548) x ~15 tokens,
+    # BUCC training corpora ~400k sentences per side for de/fr/ru/zh-en x ~35 tokens
+    "tatoeba": (0, 0, 2 * (28 * 1_000 + 3_692), 15),
+    "bucc2018": (0, 0, 4 * 2 * 400_000, 35),
+}
+
+
+def estimated_tokens(config) -> dict[str, float] | None:
+    """``{"train": tokens of one epoch, "evaluation": tokens}`` of a run from :data:`TOKENS` (the
+    published dataset sizes and estimated tokens per example), for planning without the data or a
+    tokenizer at hand; None when a task of the run is not in the table (a declared task) or the run
+    is cut (``max_train_examples``: the table's size no longer holds)."""
+    if any(name not in TOKENS for name in config.tasks):
+        return None
+    train = evaluation = 0.0
+    for name in config.tasks:
+        n_train, per_train, n_eval, per_eval = TOKENS[name]
+        cut = config.data_for(name).max_train_examples
+        train += min(n_train, cut or n_train) * per_train
+        evaluation += n_eval * per_eval
+    return {"train": train, "evaluation": evaluation}
+
+
+def run_epochs(config) -> float:
+    """Epochs over the training data a run makes, its fusion phase included."""
+    from .modes import get_mode
+
+    epochs = config.training.epochs
+    if get_mode(config.mode).fusion:
+        epochs += config.fusion.epochs or config.training.epochs
+    return epochs

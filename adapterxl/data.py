@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import DataConfig
-from .errors import DataError, Origin, at_row, first_line
+from .errors import DataError, HubUnavailable, Origin, at_row, first_line
 from .tasks import Task, optional_roles
 
 _BUILDERS = {
@@ -402,7 +402,7 @@ def _load_hub(task: Task, split: str, language: str, training: bool = False) -> 
         try:
             ds = datasets.load_dataset(source.path, config, split=hub_split, revision=source.revision, **options)
         except Exception as exc:  # offline, unknown id or config, gated: all end here
-            raise DataError(_hub_failure(task, source, where, split, exc)) from exc
+            raise HubUnavailable(_hub_failure(task, source, where, split, exc)) from exc
         parts.append((ds, where))
     return parts
 

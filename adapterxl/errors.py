@@ -22,6 +22,10 @@ class DataError(AdapterXLError):
     """A dataset could not be loaded or does not match the task's schema."""
 
 
+class HubUnavailable(DataError):
+    """A Hub dataset could not be loaded (offline, gated, missing): local files are the way out."""
+
+
 class StoreError(AdapterXLError):
     """An adapter store entry is missing, invalid or incompatible with the run."""
 

@@ -35,8 +35,8 @@ from typing import Any
 import yaml
 
 from .config import DataConfig, RunConfig, build, merge, read_yaml
-from .cost import Throughput, run_seconds
-from .errors import NAME_PATTERN, ConfigError, check_keys, suggest
+from .cost import Throughput, estimated_tokens, run_epochs, run_seconds
+from .errors import NAME_PATTERN, ConfigError, HubUnavailable, check_keys, first_line, suggest
 from .locks import Lock, held_by_live_process
 from .modes import BASELINES, GRID_MODES, MODE_NAMES, get_mode
 from .tasks import BUILTIN, TaskRegistry
@@ -645,14 +645,26 @@ def plan(grid: Grid, count: bool = True) -> list[dict]:
                 ).encode()
             ).hexdigest()[:16]
             if key not in cache:
-                cache[key] = count_tokens(job.config, job.backbone)
-            tokens = cache[key]
-            epochs = job.config.training.epochs
+                try:
+                    cache[key] = count_tokens(job.config, job.backbone)
+                except (OSError, HubUnavailable) as exc:  # no Hub access, no tokenizer: the table of dataset sizes
+                    estimate = estimated_tokens(job.config)
+                    if estimate is None:
+                        raise ConfigError(
+                            f"plan: cannot count the tokens of job {job.id} ({type(exc).__name__}: {first_line(exc)}) "
+                            "and its task is not in the table of known dataset sizes: make its data and tokenizer "
+                            "loadable here, or run plan with --no-count"
+                        ) from exc
+                    row["tokens_source"] = "estimate"  # from published sizes: not cached, counted when possible
+                    tokens = estimate
+                else:
+                    tokens = cache[key]
+            else:
+                tokens = cache[key]
+            row.setdefault("tokens_source", "counted")
             mode = get_mode(job.config.mode)
-            if mode.fusion:
-                epochs += job.config.fusion.epochs or job.config.training.epochs
-            row["train_tokens"] = int(tokens["train"] * epochs)
-            row["eval_tokens"] = tokens["evaluation"]
+            row["train_tokens"] = int(tokens["train"] * run_epochs(job.config))
+            row["eval_tokens"] = int(tokens["evaluation"])
             kind = mode.kind
             rate = measured.get((job.labels["model"], kind)) or grid.throughput.get(kind)
             row["throughput_source"] = (

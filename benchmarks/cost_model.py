@@ -26,54 +26,22 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from adapterxl.cost import run_epochs
 from adapterxl.modes import get_mode
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# task: (training examples, XLM-R tokens per training example, evaluation examples over all
-# languages and evaluated splits, tokens per evaluation example). Examples: dataset cards / the
-# reference task table. Tokens per example: ESTIMATES (mean words x ~1.3 pieces + specials; QA at
-# one 384-token window per question; multiple choice: every choice's sequence).
-TOKENS = {
-    "anliplus": (1_104_934, 44, 0, 0),  # SNLI ~25, MNLI ~47, ANLI ~100 tokens per pair
-    "mnli": (392_702, 47, 0, 0),
-    "qqp": (363_846, 30, 0, 0),
-    "squad": (87_599, 190, 0, 0),
-    "squad_v2": (130_319, 190, 0, 0),
-    "hellaswag": (39_905, 4 * 70, 0, 0),
-    "ccg": (39_604, 35, 0, 0),
-    "cosmosqa": (25_262, 4 * 130, 0, 0),
-    "csqa": (9_741, 5 * 20, 0, 0),
-    "xnli": (392_702, 47, 15 * (2_490 + 5_010), 55),
-    "pawsx": (49_401, 55, 7 * (2_000 + 2_000), 60),
-    "udpos": (21_253, 30, 250_000, 35),
-    "panx": (20_000, 20, 40 * (10_000 + 10_000), 22),
-    "xquad": (87_599, 190, 11 * 1_190, 210),
-    "mlqa": (87_599, 190, 7 * 5_500 + 49 * 1_000, 230),
-    "tydiqa": (3_696, 300, 9 * 560, 300),
-    # retrieval: forward passes only (both sides): Tatoeba 28 languages x 1,000 pairs + the 8 short
-    # ones (jv 205, ka 746, kk 575, ml 687, sw 390, ta 307, te 234, th 548) x ~15 tokens,
-    # BUCC training corpora ~400k sentences per side for de/fr/ru/zh-en x ~35 tokens
-    "tatoeba": (0, 0, 2 * (28 * 1_000 + 3_692), 15),
-    "bucc2018": (0, 0, 4 * 2 * 400_000, 35),
-}
-
 
 def job_tokens(job) -> tuple[float, float, int]:
-    """(training tokens over all epochs, evaluation tokens, sequence length) of a grid job."""
+    """(training tokens over all epochs, evaluation tokens, sequence length) of a grid job, from
+    the table of dataset sizes (adapterxl.cost.TOKENS)."""
+    from adapterxl.cost import TOKENS, estimated_tokens
+
     if job.retrieval is not None:
         task = job.retrieval["task_name"]
         return 0.0, TOKENS[task][2] * TOKENS[task][3], 128
-    config = job.config
-    train = evaluation = 0.0
-    for name in config.tasks:
-        n_train, per_train, n_eval, per_eval = TOKENS[name]
-        train += n_train * per_train
-        evaluation += n_eval * per_eval
-    epochs = config.training.epochs
-    if get_mode(config.mode).fusion:
-        epochs += config.fusion.epochs or config.training.epochs
-    return train * epochs, evaluation, config.data.max_seq_length or 128
+    tokens = estimated_tokens(job.config)
+    return tokens["train"] * run_epochs(job.config), tokens["evaluation"], job.config.data.max_seq_length or 128
 
 
 def rates_for(seq: int, measured: dict | None, args):

@@ -270,7 +270,8 @@ def retrieve(task, adapter, model, languages, layer, eval_split, data_files, buc
 
     registry = _registry(task_files)
     files = {key: str(value) for key, value in (parse_override(d) for d in data_files)}
-    split = eval_split or registry.get(task).family.default_split
+    task_obj = registry.get(task)
+    split = eval_split or (task_obj.family.default_split if task_obj.kind == "retrieval" else "validation")
     data = DataConfig(data_files=files, languages=_split_languages(languages), eval_split=split,
                       max_eval_examples=max_examples)  # fmt: skip
     _quiet_libraries()
@@ -403,6 +404,8 @@ def plan_command(grid_file, results_dir, no_count) -> None:
     from .grid import load_grid, plan, plan_summary
 
     grid = load_grid(grid_file, results_dir)
+    for path in grid.damaged():
+        click.secho(f"Warning: {path} is damaged (not valid JSON): its job counts as not finished", fg="yellow")
     _quiet_libraries()
     rows = plan(grid, count=not no_count)
     for r in rows:

@@ -9,6 +9,7 @@ unknown, empty split) are DataErrors raised here, before any training starts.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -285,9 +286,10 @@ def _load_local(template: str, language: str, task: Task, split: str):
     path = template.replace("{lang}", language)
     files = sorted(glob.glob(path))
     if not files:
+        relative = "" if os.path.isabs(path) else f"; relative paths start at the working directory {os.getcwd()}"
         raise DataError(
             f"no file matches {path!r} (data.data_files.{split} of task {task.name!r}, language "
-            f"{language!r}); check the path, or use {{lang}} in it for per-language files"
+            f"{language!r}); check the path, or use {{lang}} in it for per-language files{relative}"
         )
     suffix = Path(files[0]).suffix.lower()
     builder = _BUILDERS.get(suffix)
@@ -502,6 +504,17 @@ def _check_values(ds, task: Task, overrides: dict, where: str):
 
     columns = {**task.columns, **overrides}
     table = ds.with_format("arrow")[:]
+    mixed = [r for r in ("label", "tags") if r in table.column_names and "json" in str(table.column(r).type)]
+    if mixed:  # labels written partly as names, partly as numbers (JSON): all as text, checked below
+        import datasets
+
+        for role in mixed:
+            texts = [
+                v if isinstance(v, str) else json.dumps(v) for v in map(json.loads, table.column(role).to_pylist())
+            ]
+            ds = ds.remove_columns(role).add_column(role, [t.strip('"') for t in texts])
+            ds = ds.cast_column(role, datasets.Value("string"))
+        table = ds.with_format("arrow")[:]
     for role in table.column_names:
         values = table.column(role)
         named = f"column {columns.get(role, role)!r} (role {role})"

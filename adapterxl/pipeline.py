@@ -22,7 +22,7 @@ from typing import Any
 from .backbones import backbone_source, resolve_model, source_files
 from .config import DataConfig, RunConfig, check_data, dump_runs, load_runs, parse_sampling
 from .data import load_task_data, training_languages, with_labels
-from .errors import ConfigError, StoreError
+from .errors import AdapterXLError, ConfigError, StoreError
 from .evaluation import FusionAttention, evaluate_dataset, evaluate_languages, summarize
 from .files import save_model_folder, write_json
 from .locks import Lock
@@ -486,21 +486,31 @@ def check_runs(configs: list[RunConfig], check_data_files: bool | None = None) -
     produced: dict[str, Manifest] = {}  # store name -> what an earlier run of the list will save
     check_data_files = len(configs) > 1 if check_data_files is None else check_data_files
     seen_data: set[str] = set()
-    for config in configs:
-        preflight(config, produced)
-        if check_data_files:
-            for name, task in config.task_objects().items():
-                key = json.dumps([name, dataclasses.asdict(config.data_for(name)), config.seed], sort_keys=True)
-                if key not in seen_data:
-                    seen_data.add(key)
-                    load_task_data(with_labels(task, config.data_for(name)), config.data_for(name), seed=config.seed)
-        if not get_mode(config.mode).full:
-            produced[config.name] = Manifest(
-                config.name, config.model, task="+".join(config.tasks), kind=ADAPTER_ENTRY, mode=config.mode,
-                adapter_config=config.adapter, train_languages=list(training_languages(
-                    config.task_objects()[config.tasks[0]], config.data_for(config.tasks[0])
-                )),
-            )  # fmt: skip
+    for i, config in enumerate(configs):
+        try:
+            _check_run(config, produced, check_data_files, seen_data)
+        except AdapterXLError as exc:
+            if len(configs) == 1:
+                raise
+            raise type(exc)(f"run {i + 1} of {len(configs)} ({config.name}), checked before any trains: {exc}") from exc
+
+
+def _check_run(config: RunConfig, produced: dict, check_data_files: bool, seen_data: set) -> None:
+    """One run of :func:`check_runs`; ``produced`` gains the entry it will save."""
+    preflight(config, produced)
+    if check_data_files:
+        for name, task in config.task_objects().items():
+            key = json.dumps([name, dataclasses.asdict(config.data_for(name)), config.seed], sort_keys=True)
+            if key not in seen_data:
+                seen_data.add(key)
+                load_task_data(with_labels(task, config.data_for(name)), config.data_for(name), seed=config.seed)
+    if not get_mode(config.mode).full:
+        produced[config.name] = Manifest(
+            config.name, config.model, task="+".join(config.tasks), kind=ADAPTER_ENTRY, mode=config.mode,
+            adapter_config=config.adapter, train_languages=list(training_languages(
+                config.task_objects()[config.tasks[0]], config.data_for(config.tasks[0])
+            )),
+        )  # fmt: skip
 
 
 def _check_sequence_length(config: RunConfig) -> None:

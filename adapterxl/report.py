@@ -286,14 +286,24 @@ def build_report(
     out_dir: str | Path | None = None,
     plots: bool = True,
     highlight: tuple[str, ...] = LOW_RESOURCE,
+    echo=print,
 ) -> dict:
-    """Tables (Markdown + CSV) and plots from a grid's ``jobs/*.json``. Returns paths and rows."""
+    """Tables (Markdown + CSV) and plots from a grid's ``jobs/*.json``. Returns paths and rows. A
+    damaged job record (not valid JSON) is named and left out, as a job not finished."""
     import csv
-    import json
+
+    from .grid import read_record
 
     results_dir = Path(results_dir)
     files = sorted((results_dir / "jobs").glob("*.json"))
-    records = [json.loads(f.read_text(encoding="utf-8")) for f in files if not f.name.endswith(".error.json")]
+    records = []
+    for f in files:
+        if not f.name.endswith(".error.json"):
+            record = read_record(f)
+            if record is None:
+                echo(f"Warning: {f} is damaged (not valid JSON): left out, as a job not finished; rerun the grid")
+            else:
+                records.append(record)
     failed = sorted(f.name[: -len(".error.json")] for f in files if f.name.endswith(".error.json"))
     if not records:
         raise ConfigError(f"{results_dir} holds no finished jobs (jobs/*.json): run the grid first")

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (one table row per line reads best)
 """Every class of bad input a user can give, one table row each: the command, its exit code, the
 words its one message must hold, and that nothing saved changed and no model was loaded.
 

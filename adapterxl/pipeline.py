@@ -545,17 +545,21 @@ def run_all(
     rewritten with every result so far; ``on_start(i, config)`` and ``on_result(result)`` report
     progress (``result.resumed`` is True for a reused result)."""
     done = {i: r for i, config in enumerate(configs) if (r := finished(config)) is not None}
-    check_runs([c for i, c in enumerate(configs) if i not in done])
-    results = []
-    for i, config in enumerate(configs):
-        if on_start:
-            on_start(i, config)
-        results.append(done.get(i) or run(config))
-        results[-1].reused = i in done
-        if on_result:
-            on_result(results[-1])
-        if results_path:
-            write_json(Path(results_path), {"runs": [r.to_dict() for r in results]})
+    todo = [c for i, c in enumerate(configs) if i not in done]
+    with contextlib.ExitStack() as locks:  # everything the file writes, locked before the checks
+        for config in todo:
+            locks.enter_context(run_locks(config))
+        check_runs(todo)
+        results = []
+        for i, config in enumerate(configs):
+            if on_start:
+                on_start(i, config)
+            results.append(done.get(i) or run(config))
+            results[-1].reused = i in done
+            if on_result:
+                on_result(results[-1])
+            if results_path:
+                write_json(Path(results_path), {"runs": [r.to_dict() for r in results]})
     return results
 
 

@@ -166,7 +166,12 @@ CASES = [
         {"c.yaml": cfg(training__bf16="yes please")},
     ),
     Case("seed not a number", TRAIN, ["seed", "expected int", "abc"], {"c.yaml": cfg(seed="abc")}),
-    Case("epochs a string", TRAIN, ["training.epochs", "expected a number", "three"], {"c.yaml": cfg(training__epochs="three")}),
+    Case(
+        "epochs a string",
+        TRAIN,
+        ["training.epochs", "expected a number", "three"],
+        {"c.yaml": cfg(training__epochs="three")},
+    ),
     Case(
         "zero max_train_examples",
         TRAIN,

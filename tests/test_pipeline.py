@@ -346,3 +346,40 @@ def test_store_recovers_from_a_crash_between_the_two_renames(tmp_path):
 def test_store_rejects_names_that_escape_it(tmp_path):
     with pytest.raises(AdapterXLError, match="invalid adapter name"):
         AdapterStore(tmp_path).path("../outside")
+
+
+def test_a_rerun_reuses_finished_runs_and_continues_with_the_rest(tmp_path, nli_files, monkeypatch):
+    import yaml
+
+    import adapterxl.pipeline as pipeline
+
+    base = {
+        "task": "mnli",
+        "model": "tiny-xlmr",
+        "store": str(tmp_path / "st"),
+        "data": {"data_files": nli_files["mnli"], "languages": ["en"]},
+        "training": {"epochs": 1, "batch_size": 16},
+    }
+    doc = {
+        "defaults": base,
+        "runs": [{"save_as": "first"}, {"save_as": "second", "mode": "stack", "intermediate": ["first"]}],
+    }
+    path = tmp_path / "two.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    real_run = pipeline.run
+
+    def crash_on_second(config):
+        if config.name == "second":
+            raise KeyboardInterrupt  # the machine went away during run 2
+        return real_run(config)
+
+    monkeypatch.setattr(pipeline, "run", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run_file(path)
+    first_manifest = (tmp_path / "st" / "first" / "manifest.json").read_text()
+    monkeypatch.setattr(pipeline, "run", real_run)
+    results = pipeline.run_file(path)  # no overwrite needed
+    assert [r.reused for r in results] == [True, False]
+    assert (tmp_path / "st" / "first" / "manifest.json").read_text() == first_manifest  # not trained again
+    assert (tmp_path / "st" / "second" / "manifest.json").is_file()
+    assert results[0].metrics == json.loads(first_manifest)["metrics"]

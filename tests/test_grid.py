@@ -295,3 +295,59 @@ def test_a_declared_retrieval_task_runs_in_a_grid_and_its_declaration_defines_th
     # The declaration defines the job: changed, the finished job is stale (not silently reused).
     doc["tasks"]["my_pairs"] = {**declaration, "languages": ["de"]}
     assert job.id in load_grid(write_grid(tmp_path, doc)).stale()
+
+
+def test_planning_offline_falls_back_on_the_table_of_dataset_sizes(tmp_path, monkeypatch):
+    from adapterxl.cost import TOKENS
+    from adapterxl.grid import plan
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    grid = load_grid(Path(__file__).parent.parent / "configs" / "grids" / "paper-adapters.yaml", tmp_path / "res")
+    rows = {r["id"]: r for r in plan(grid)}
+    mnli = rows["xlm-roberta-large--mnli--adapter"]
+    assert mnli["tokens_source"] == "estimate"
+    n_train, per_train, _, _ = TOKENS["mnli"]
+    assert mnli["train_tokens"] == int(n_train * per_train * grid.job(mnli["id"]).config.training.epochs)
+    assert all(r.get("tokens_source") == "estimate" for r in rows.values() if r["kind"] != "retrieval")
+
+
+def test_a_data_file_changed_in_place_makes_its_finished_jobs_stale(tmp_path, nli_files):
+    import shutil
+
+    data = tmp_path / "mine"
+    shutil.copytree(Path(nli_files["mnli"]["train"]).parent, data)
+    files = {"train": str(data / "train.jsonl"), "validation": str(data / "validation.jsonl")}
+    doc = grid_doc(tmp_path, nli_files, {}, seeds=[1])
+    doc["intermediates"] = {"mnli": {"task": "mnli", "data": {"data_files": files, "max_train_examples": 48}}}
+    doc["targets"] = {"xnli": GRID_XNLI(nli_files)}
+    grid = load_grid(write_grid(tmp_path, doc))
+    assert run_grid(grid, progress=False, echo=lambda *_: None)["done"] == 3
+    assert grid.stale() == {}
+    with (data / "train.jsonl").open("a", encoding="utf-8") as f:  # edited in place, same name
+        f.write('{"premise": "new", "hypothesis": "row", "label": 0}\n')
+    stale = load_grid(write_grid(tmp_path, doc)).stale()
+    assert list(stale) == ["tiny-xlmr--mnli--adapter"]
+    assert stale["tiny-xlmr--mnli--adapter"] == [f"data_fingerprints.{data / 'train.jsonl'}"]
+    with pytest.raises(ConfigError, match="were run with other settings"):
+        run_grid(load_grid(write_grid(tmp_path, doc)), progress=False, echo=lambda *_: None)
+
+
+def GRID_XNLI(nli_files):
+    return {"task": "xnli", "data": {"data_files": nli_files["xnli"], "languages": ["en", "de"]}}
+
+
+def test_a_damaged_job_record_is_set_aside_and_its_job_runs_again(tmp_path, nli_files):
+    doc = grid_doc(tmp_path, nli_files, {}, seeds=[1])
+    doc["intermediates"].pop("mnli-small")
+    doc["targets"] = {"xnli": GRID_XNLI(nli_files)}
+    grid = load_grid(write_grid(tmp_path, doc))
+    assert run_grid(grid, progress=False, echo=lambda *_: None)["done"] == 3
+    record = grid.result_path(grid.job("tiny-xlmr--mnli--adapter"))
+    record.write_text(record.read_text()[:40])  # cut short (a full disk)
+    (record.parent / "x.json.tmp").write_text("{")  # what an interrupted write leaves
+    said = []
+    counts = run_grid(grid, progress=False, echo=said.append)
+    assert any("tiny-xlmr--mnli--adapter.json was damaged" in s for s in said)
+    assert counts["done"] == 3 and json.loads(record.read_text())["metrics"]
+    assert (record.parent / "tiny-xlmr--mnli--adapter.json.damaged").is_file()
+    assert not list(record.parent.glob("*.tmp"))

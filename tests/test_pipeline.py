@@ -353,6 +353,7 @@ def test_a_rerun_reuses_finished_runs_and_continues_with_the_rest(tmp_path, nli_
 
     import adapterxl.pipeline as pipeline
 
+    monkeypatch.chdir(tmp_path)  # run folders: runs/<name> in the working directory
     base = {
         "task": "mnli",
         "model": "tiny-xlmr",

@@ -266,3 +266,17 @@ def test_a_license_that_is_no_hub_id_is_a_config_error(tmp_path, license):
 
     with pytest.raises(ConfigError, match="Hub license id"):
         RunConfig.from_dict(run_config(tmp_path, task="xnli", license=license))
+
+
+def test_leftovers_of_a_killed_save_are_cleaned_unless_their_writer_lives(tmp_path):
+    from adapterxl.locks import Lock
+
+    root = tmp_path / "st"
+    (root / ".tmp-gone-1a2b3c4d").mkdir(parents=True)  # a save killed mid-way: nobody holds its lock
+    (root / ".tmp-busy-5e6f7a8b").mkdir()
+    with Lock(root / ".lock-busy", "store entry 'busy'"):  # a live writer of 'busy'
+        AdapterStore(root)
+        assert not (root / ".tmp-gone-1a2b3c4d").exists()
+        assert (root / ".tmp-busy-5e6f7a8b").exists()
+    AdapterStore(root)
+    assert not (root / ".tmp-busy-5e6f7a8b").exists()

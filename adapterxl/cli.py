@@ -31,9 +31,12 @@ def _friendly_errors(func):
 
 
 def _quiet_libraries() -> None:
-    import transformers
+    """Apply the console level (``--quiet`` / ``--verbose``) to adapterxl and the libraries."""
+    from . import console
 
-    transformers.logging.set_verbosity_warning()
+    ctx = click.get_current_context(silent=True)
+    options = (ctx.find_root().obj or {}) if ctx is not None else {}
+    console.set_verbosity("verbose" if options.get("verbose") else "quiet" if options.get("quiet") else "normal")
 
 
 def _registry(files: tuple[str, ...]):
@@ -63,11 +66,14 @@ def _split_languages(value: str | None) -> list[str] | None:
 
 @click.group()
 @click.version_option(package_name="adapterxl")
-@click.option("--verbose", is_flag=True, help="Show the traceback of an error, not just its message.")
+@click.option("-v", "--verbose", is_flag=True, help="Everything the libraries print too, and tracebacks of errors.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or step lines: headers, results and errors.")
 @click.pass_context
-def main(ctx: click.Context, verbose: bool) -> None:
+def main(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     """adapterxl: intermediate-task transfer to many languages with stackable adapters."""
-    ctx.obj = {"verbose": verbose}
+    if verbose and quiet:
+        raise click.UsageError("--verbose and --quiet: choose one")
+    ctx.obj = {"verbose": verbose, "quiet": quiet}
 
 
 @main.command()
@@ -164,9 +170,13 @@ def train(
     _quiet_libraries()
 
     def on_start(i, cfg):
-        click.secho(f"[{i + 1}/{len(configs)}] {cfg.name}: {cfg.task}, mode {cfg.mode}, model {cfg.model}", bold=True)
+        on = f" on {' + '.join(cfg.intermediate)}" if cfg.intermediate else ""
+        task = "+".join(cfg.tasks)
+        click.secho(f"[{i + 1}/{len(configs)}] {cfg.name}: {task} - {cfg.mode}{on} - {cfg.model}", bold=True)
 
     def on_result(result):
+        if result.reused:
+            click.echo(f"(finished before with this config: reused, not trained again; {result.run_dir})")
         for line in result_lines(result):
             click.echo(line)
         click.echo(
@@ -519,6 +529,44 @@ def store_show(name: str, root: str | None) -> None:
         from .report import results_table
 
         click.echo(results_table({name: metrics}, summary["metric"]))
+
+
+@store.command("export-peft")
+@click.argument("name")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--store", "root", help="Adapter store folder.")
+@click.option("--base", "base_model", help="base_model_name_or_path to record (default: the entry's base model).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing PEFT folder at OUT_DIR.")
+@click.option("--verify", is_flag=True, help="Load the base model and check that PEFT reproduces the hidden states.")
+@_friendly_errors
+def store_export_peft(name, out_dir, root, base_model, overwrite, verify) -> None:
+    """Write a LoRA entry as a PEFT LoRA folder for the bare encoder (no head)."""
+    from .config import default_store
+    from .interop import export_peft
+    from .store import AdapterStore
+
+    entry = AdapterStore(root or default_store()).verify(name)
+    out = export_peft(entry, out_dir, base_model=base_model, overwrite=overwrite, verify=verify)
+    click.echo(f"Exported {name} to {out} (PEFT LoRA{', outputs verified' if verify else ''})")
+
+
+@store.command("import-peft")
+@click.argument("peft_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--as", "name", required=True, help="Name of the new store entry.")
+@click.option("--store", "root", help="Adapter store folder.")
+@click.option("--base", "base_model", help="Base model (default: the PEFT config's base_model_name_or_path).")
+@click.option("--drop-modules-to-save", is_flag=True, help="Convert the LoRA only, leaving out modules_to_save.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing entry of that name.")
+@_friendly_errors
+def store_import_peft(peft_dir, name, root, base_model, drop_modules_to_save, overwrite) -> None:
+    """Add a PEFT LoRA folder (XLM-R/BERT) to the store as an adapter without a head."""
+    from .config import default_store
+    from .interop import import_peft_to_store
+    from .store import AdapterStore
+
+    entry = import_peft_to_store(AdapterStore(root or default_store()), peft_dir, name, base_model=base_model,
+                                 drop_modules_to_save=drop_modules_to_save, overwrite=overwrite)  # fmt: skip
+    click.echo(f"Imported {peft_dir} as {entry.name} ({entry.manifest.adapter_config}, base model {entry.base_model})")
 
 
 @store.command("push")

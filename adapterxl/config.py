@@ -87,6 +87,14 @@ class TrainingConfig:
     logging_steps: int = 50
     save_steps: int | None = None  # keep a checkpoint every N steps; a rerun continues from the last
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% slower
+    # The Trainer's own options: its optimizer name (transformers.training_args.OptimizerNames),
+    # loggers (report_to: tensorboard, wandb, mlflow, ...; their files go to <run folder>/logs),
+    # fp16 autocast (GPUs), data-loading worker processes and torch.compile.
+    optim: str | None = None  # None: the Trainer's default (adamw_torch_fused with torch >= 2.8)
+    report_to: list[str] = field(default_factory=list)
+    fp16: bool = False
+    dataloader_num_workers: int = 0
+    torch_compile: bool = False
 
     def resolved_learning_rate(self, mode: str) -> float:
         if self.learning_rate is not None:
@@ -296,6 +304,7 @@ class RunConfig:
             raise ConfigError(f"training.warmup_ratio must be in [0, 1), got {self.training.warmup_ratio}")
         if self.training.bf16 not in ("auto", True, False):
             raise ConfigError(f"training.bf16 must be auto, true or false, got {self.training.bf16!r}")
+        check_trainer_options(self.training)
 
     def task_objects(self) -> dict:
         """``{name: Task}`` of the run's tasks, from its registry."""
@@ -320,6 +329,34 @@ class RunConfig:
             merged = {k: {**base, **v} if isinstance(v, dict) else v for k, v in data["task_data"].items()}
             data = {**data, "task_data": merged}
         return build(cls, data, where, registry=registry)
+
+
+def check_trainer_options(training: TrainingConfig) -> None:
+    """The Trainer options of ``training`` name things the installed transformers has."""
+    from transformers.integrations import get_available_reporting_integrations
+    from transformers.training_args import OptimizerNames
+
+    optimizers = [o.value for o in OptimizerNames]
+    if training.optim is not None and training.optim not in optimizers:
+        raise ConfigError(
+            f"training.optim {training.optim!r} is not a Trainer optimizer{suggest(training.optim, optimizers)}; "
+            "common ones: adamw_torch, adamw_torch_fused, adafactor, sgd (all: transformers' OptimizerNames)"
+        )
+    known = ("tensorboard", "wandb", "mlflow", "comet_ml", "neptune", "clearml", "dvclive", "codecarbon", "trackio",
+             "swanlab", "azure_ml", "flyte", "dagshub")  # fmt: skip
+    for name in training.report_to:
+        if name not in known:
+            raise ConfigError(f"training.report_to: unknown logger {name!r}{suggest(name, known)}; use {list(known)}")
+    missing = [n for n in training.report_to if n not in get_available_reporting_integrations()]
+    if missing:
+        raise ConfigError(
+            f"training.report_to names {missing}, which is not installed here: pip install "
+            + " ".join('"adapterxl[tensorboard]"' if n == "tensorboard" else n for n in missing)
+        )
+    if training.fp16 and training.bf16 is True:
+        raise ConfigError("training.fp16 and training.bf16 are both on: choose one (bf16 on recent GPUs)")
+    if training.dataloader_num_workers < 0:
+        raise ConfigError(f"training.dataloader_num_workers must be 0 or more, got {training.dataloader_num_workers}")
 
 
 def parse_sampling(spec: str | dict[str, float], tasks: list[str]) -> dict:

@@ -47,7 +47,7 @@ def embed(
     mean-pooled over every non-pad token including the special tokens, inputs cut at
     ``max_length``. Uses whatever adapter setup is active on ``model``. Sentences are batched by
     length; the result is in input order."""
-    from tqdm.auto import tqdm
+    from . import console
 
     if not sentences:
         raise ValueError("embed: no sentences")
@@ -64,7 +64,8 @@ def embed(
     model.eval()
     try:
         with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=autocast):
-            for start in tqdm(range(0, len(order), batch_size), desc="Embedding", unit="batch", leave=False):
+            starts = range(0, len(order), batch_size)
+            for start in console.progress(starts, desc="embedding", unit="batch", nested=True):
                 index = order[start : start + batch_size]
                 batch = tokenizer([sentences[i] for i in index], padding=True, truncation=True,
                                   max_length=max_length, return_tensors="pt").to(device)  # fmt: skip

@@ -12,8 +12,8 @@ from contextlib import nullcontext
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from . import console
 from .config import DataConfig
 from .embeddings import use_bf16
 from .metrics import task_score
@@ -52,7 +52,7 @@ def predict(
     outputs: list = [None] * len(order)
     try:
         with torch.inference_mode(), autocast:
-            for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False, unit="batch"):
+            for start in console.progress(range(0, len(order), batch_size), desc=desc, unit="batch", nested=True):
                 index = order[start : start + batch_size]
                 batch = collator(encoded.select(index).to_list())
                 inputs = {k: v.to(device) for k, v in batch.items() if k not in family.label_names}
@@ -107,7 +107,7 @@ def evaluate_languages(
     and may return an observer for :func:`predict`."""
     encoded = encoded or {}
     out = {}
-    for language, ds in tqdm(datasets.items(), desc=f"Evaluating {task.name}", unit="lang"):
+    for language, ds in console.progress(datasets.items(), desc=f"evaluating {task.name}", unit="lang"):
         observe = per_language(language) if per_language else None
         out[language] = evaluate_dataset(
             model, tokenizer, task, ds, language, data, batch_size, bf16, encoded=encoded.get(language), observe=observe

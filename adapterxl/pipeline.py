@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from . import console
 from .backbones import backbone_source, resolve_model, source_files
 from .config import DataConfig, RunConfig, check_data, dump_runs, load_runs, parse_sampling
 from .data import load_task_data, training_languages, with_labels
@@ -227,7 +228,9 @@ def train_stage(run: Prepared) -> Trained:
                                       encoded=run.encoded[name][1])  # fmt: skip
             scores[name] = result[task.metric]
         m.active_head = next(iter(run.heads))
-        return {"dev": sum(scores.values()) / len(scores)}
+        return {dev_metric: sum(scores.values()) / len(scores)}
+
+    dev_metric = "mean" if config.multitask else run.primary.metric  # of the tasks' metrics, multi-task
 
     sampling = None
     if config.multitask:
@@ -247,7 +250,8 @@ def train_stage(run: Prepared) -> Trained:
 
     def phase(name: str, **schedule) -> TrainResult:
         return train(model, train_ds, collator, train_cfg, config.mode, trainer_dir / name, config.seed,
-                     evaluate_dev, "dev", label_names, **schedule)  # fmt: skip
+                     evaluate_dev, dev_metric, label_names, **schedule, label=config.name,
+                     logging_dir=config.run_dir / "logs" / name)  # fmt: skip
 
     phases = {"train": phase("train")}
     parameters = run.parameters
@@ -372,12 +376,12 @@ def record(run: Prepared, trained: Trained, evaluated: Evaluated, started: float
         target = config.run_dir / "model"
         result.model_dir = str(save_model_folder(model, run.tokenizer, target, provenance, replace=True))
     else:
-        setup = model.active_adapters
-        entry = AdapterStore(config.store).save(
+        setup, store = model.active_adapters, AdapterStore(config.store)
+        entry = store.save(
             config.name,
             lambda folder: save_to_folder(model, setup, config.name, folder, list(run.heads)),
             manifest,
-            model_card(manifest),
+            model_card(dataclasses.replace(manifest, kind=entry_kind(setup)), location=str(store.path(config.name))),
         )
         result.store_entry = str(entry.path)
     manifest.wall_seconds = round(time.perf_counter() - started, 2)
@@ -393,7 +397,7 @@ def run(config: RunConfig) -> RunResult:
     The run's store entry and run folder are locked throughout: a second process writing the same
     name is refused at once (:mod:`adapterxl.locks`)."""
     started = time.perf_counter()
-    with run_locks(config):
+    with run_locks(config), console.run_log(config.run_dir / "log.txt"):
         prepared = prepare(config)
         trained = train_stage(prepared)
         evaluated = evaluate_stage(prepared)
@@ -702,7 +706,6 @@ def retrieve(
     and the result says ``pairs_only``). Returns per-language metrics in the same format as the
     other tasks (plus what the family adds: FLORES averages by script and family).
     """
-    from tqdm.auto import tqdm
 
     from .data import retrieval_rows
     from .embeddings import default_layer, embed
@@ -733,7 +736,7 @@ def retrieve(
     options = {"direction": direction, "precision": precision, "bucc_dir": bucc_dir}
     metrics = {
         lang: task.family.evaluate(encode, task, lang, data, options, rows)
-        for lang in tqdm(languages, desc=f"Retrieval {task.name}", unit="lang")
+        for lang in console.progress(languages, desc=f"retrieval {task.name}", unit="lang")
     }
     result = {
         "task": task.name,

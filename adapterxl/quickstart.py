@@ -179,7 +179,12 @@ def quickstart(
     )
     path.write_text(header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
     echo(f"Running the 4 runs of {path} ...")
-    results = run_file(path)
+
+    def header(i: int, config) -> None:
+        on = f" on {' + '.join(config.intermediate)}" if config.intermediate else ""
+        echo(f"[{i + 1}/4] {config.name}: {'+'.join(config.tasks)} - {config.mode}{on} - {config.model}")
+
+    results = run_file(path, on_start=header)
     rows = {SETUP_LABELS[r.name]: r.metrics for r in results if r.name in SETUP_LABELS}
 
     echo("Sentence retrieval off the plain encoder and off the NLI adapter ...")

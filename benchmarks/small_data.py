@@ -77,7 +77,7 @@ def main() -> None:
             }, "small_data", registry)  # fmt: skip
             result = run(config)
             dev = result.manifest.dev
-            curve = " ".join(f"{h['dev_dev']:.0f}" for h in dev["history"])
+            curve = " ".join(f"{h[next(k for k in h if k.startswith('dev_'))]:.0f}" for h in dev["history"])
             best_epoch = next(h["epoch"] for h in dev["history"] if h["step"] == dev["best_step"])
             others = [lang for lang in result.metrics if lang != "en"]
             zero_shot = f"{sum(result.metrics[x]['accuracy'] for x in others) / len(others):.1f}" if others else "-"

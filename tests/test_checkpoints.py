@@ -43,9 +43,9 @@ def test_a_crashed_run_continues_from_its_checkpoint_to_the_same_result(tmp_path
     assert resumed.manifest.resumed_from_step == {"train": 10}
     assert resumed.manifest.dev["steps"] == whole.manifest.dev["steps"] == 26  # 200 examples / 16, 2 epochs
     # The dev-selection history from before the crash survived, and the numbers match the uninterrupted run.
-    scored = [h for h in resumed.manifest.dev["history"] if "dev_dev" in h]
+    scored = [h for h in resumed.manifest.dev["history"] if "dev_accuracy" in h]
     assert [h["step"] for h in scored] == [4, 8, 12, 16, 20, 24, 26]
-    assert scored == [h for h in whole.manifest.dev["history"] if "dev_dev" in h]
+    assert scored == [h for h in whole.manifest.dev["history"] if "dev_accuracy" in h]
     assert resumed.manifest.dev["best"] == pytest.approx(whole.manifest.dev["best"], abs=1e-9)
     assert resumed.metrics["en"]["accuracy"] == pytest.approx(whole.metrics["en"]["accuracy"], abs=1e-9)
     assert not (config.run_dir / "trainer").exists()  # scratch checkpoints go once the run is finished

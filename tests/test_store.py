@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -103,7 +104,9 @@ def test_push_goes_through_huggingface_hub_and_never_writes_the_token(tmp_path, 
         calls["create"] = (repo_id, kwargs, self.token)
 
     def upload_folder(self, **kwargs):
+        folder = Path(kwargs["folder_path"])
         calls["upload"] = (kwargs, self.token)
+        calls["files"] = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
     monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
     monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
@@ -115,7 +118,12 @@ def test_push_goes_through_huggingface_hub_and_never_writes_the_token(tmp_path, 
     assert out.exit_code == 0, out.output
     assert calls["create"][0] == "lab/xlmr-mnli" and calls["create"][1]["exist_ok"] is True
     upload, _ = calls["upload"]
-    assert upload["repo_id"] == "lab/xlmr-mnli" and upload["folder_path"] == str(tmp_path / "store" / "inter")
+    assert upload["repo_id"] == "lab/xlmr-mnli"
+    entry = tmp_path / "store" / "inter"
+    assert set(calls["files"]) == {p.relative_to(entry).as_posix() for p in entry.rglob("*") if p.is_file()}
+    assert all(calls["files"][f] == (entry / f).read_bytes() for f in calls["files"] if f != "README.md")
+    card = calls["files"]["README.md"].decode()
+    assert 'model.load_adapter("lab/xlmr-mnli", load_as="inter", set_active=True' in card  # the repo, not a path
     assert "Uploaded to lab/xlmr-mnli" in out.output and "adapter.safetensors" in out.output
     captured = capsys.readouterr()
     assert SECRET not in out.output + captured.out + captured.err

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from .config import MODES
 from .errors import AdapterXLError
 from .modes import MODES as MODE_TABLE
 
@@ -64,7 +63,7 @@ def _split_languages(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="adapterxl")
 @click.option("-v", "--verbose", is_flag=True, help="Everything the libraries print too, and tracebacks of errors.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or step lines: headers, results and errors.")
@@ -99,7 +98,7 @@ def quickstart(out_dir: str, store: str | None, tiny: bool) -> None:
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option("--task", help="Task name (see `adapterxl tasks`); comma-separated for multi-task training.")
 @click.option("--model", help="Hub id, local folder, multilingual-e5-small, or tiny-xlmr / tiny-bert.")
-@click.option("--mode", type=click.Choice(list(MODES)), help="Training mode.")
+@click.option("--mode", type=click.Choice(list(MODE_TABLE)), help="Training mode.")
 @click.option("--adapter", "adapter_config", help="adapters config string, e.g. seq_bn.")
 @click.option(
     "--intermediate",
@@ -480,20 +479,22 @@ def store() -> None:
 def store_list(root: str | None) -> None:
     """List the entries of the store: task, base model, method, size, composition, score."""
     from .config import default_store
+    from .report import format_table
     from .store import AdapterStore
 
     entries = AdapterStore(root or default_store()).entries()
     if not entries:
         click.echo(f"The store {root or default_store()!r} is empty.")
+        return
+    rows = []
     for e in entries:
         m = e.manifest
-        summary = m.summary
-        score = f"{summary.get('metric')} {summary.get('avg', float('nan')):.1f}" if summary else "-"
-        size = e.size / 1e6
-        click.echo(
-            f"{e.name:30} {m.task:8} {m.base_model:24} {m.adapter_config!s:10} {size:7.2f} MB  "
-            f"{' -> '.join(m.setup or [])}  {score}"
+        score = f"{m.summary.get('metric')} {m.summary.get('avg', float('nan')):.1f}" if m.summary else "-"
+        setup = " -> ".join(m.setup or []) or "-"
+        rows.append(
+            [e.name, m.task, m.mode or "-", m.adapter_config or "-", m.base_model, f"{e.size / 1e6:.2f}", setup, score]
         )
+    click.echo(format_table(["name", "task", "mode", "adapter", "base model", "MB", "setup", "score"], rows))
 
 
 @store.command("show")

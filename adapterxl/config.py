@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError, check_keys, check_name, suggest
+from .files import dump_yaml
 from .modes import MODE_NAMES, get_mode
 from .modes import MODES as MODE_TABLE
 from .tasks import BUILTIN, TaskRegistry
@@ -712,6 +713,6 @@ def dump_runs(configs: list[RunConfig], path: str | Path, header: str = "") -> P
         declared = declared.declare(config.declarations(), f"{path}: tasks")
     if declared.declared:  # the file declares its tasks again, so that it runs on its own
         data = {"tasks": declared.declarations(), **data}
-    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    text = dump_yaml(data)
     path.write_text((header + "\n" if header else "") + text, encoding="utf-8")
     return path

@@ -52,3 +52,15 @@ def save_model_folder(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def dump_yaml(data) -> str:
+    """Plain YAML of ``data``: keys in their order, Unicode as is, and no ``&id001`` anchors or
+    ``*id001`` aliases for values that occur twice (each is written out)."""
+    import yaml
+
+    class PlainDumper(yaml.SafeDumper):
+        def ignore_aliases(self, data) -> bool:
+            return True
+
+    return yaml.dump(data, Dumper=PlainDumper, sort_keys=False, allow_unicode=True)

@@ -32,11 +32,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .config import DataConfig, RunConfig, build, merge, read_yaml
 from .cost import Throughput, estimated_tokens, run_epochs, run_seconds
 from .errors import NAME_PATTERN, ConfigError, HubUnavailable, check_keys, first_line, suggest
+from .files import dump_yaml
 from .locks import Lock, held_by_live_process
 from .modes import BASELINES, GRID_MODES, MODE_NAMES, get_mode
 from .tasks import BUILTIN, TaskRegistry
@@ -546,7 +545,7 @@ def _run_jobs(grid: Grid, mine: list[Job], retry_failed: bool, echo, progress: b
 
     grid.results_dir.mkdir(parents=True, exist_ok=True)
     grid.clean(echo)
-    (grid.results_dir / "grid.yaml").write_text(yaml.safe_dump(grid.source, sort_keys=False), encoding="utf-8")
+    (grid.results_dir / "grid.yaml").write_text(dump_yaml(grid.source), encoding="utf-8")
     todo = [j for j in mine if grid.status(j) == "pending" or (retry_failed and grid.status(j) == "failed")]
     # Every run that can start (its needs done or to do here) is checked before the first trains.
     will_exist = {j.id for j in grid.jobs if grid.status(j) == "done"} | {j.id for j in todo}

@@ -26,11 +26,10 @@ import textwrap
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from .backbones import E5_SMALL, backbone_source, offline_encoder_available, resolve_model
 from .config import DataConfig, default_store
 from .errors import ConfigError
+from .files import dump_yaml
 from .pipeline import RunResult, retrieve, run_file
 from .report import SMOKE_BANNER, format_table, results_table
 
@@ -177,7 +176,7 @@ def quickstart(
     header = f"# adapterxl quickstart on {model}" + (
         ": tiny random backbone, numbers mean nothing.\n" if tiny else "\n"
     )
-    path.write_text(header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    path.write_text(header + dump_yaml(config), encoding="utf-8")
     echo(f"Running the 4 runs of {path} ...")
 
     def header(i: int, config) -> None:

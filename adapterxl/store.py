@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import StoreError, check_name, first_line
-from .files import write_json
+from .files import dump_yaml, write_json
 from .locks import Lock, held_by_live_process
 from .manifest import ADAPTER_ENTRY, SETUP_ENTRY, Manifest
 
@@ -253,7 +253,6 @@ def model_card(manifest: Manifest, location: str | None = None, repo_id: str | N
     ``ModelCard`` / ``ModelCardData`` / ``EvalResult``. The usage snippet loads the entry from
     ``repo_id`` (pushed) or ``location`` (its folder) as written; ``datasets`` and the model-index
     results name a Hub dataset only for data that came from it in this run."""
-    import yaml
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     from .backbones import BUILDERS, E5_HUB_ID, E5_SMALL
@@ -344,7 +343,7 @@ def model_card(manifest: Manifest, location: str | None = None, repo_id: str | N
     )
     declaration = ""
     if manifest.task_declarations:  # tasks declared in YAML: how to declare them again elsewhere
-        text = yaml.safe_dump({"tasks": manifest.task_declarations}, sort_keys=False, allow_unicode=True).strip()
+        text = dump_yaml({"tasks": manifest.task_declarations}).strip()
         declaration = (
             f"\n## Task declaration\n\nDeclared in YAML (paths as on the training machine):\n\n```yaml\n{text}\n```\n"
         )

@@ -77,6 +77,7 @@ def main(ctx: click.Context, verbose: bool, quiet: bool) -> None:
 
 @main.command()
 @click.option(
+    "--output-dir",
     "--out",
     "out_dir",
     default="adapterxl-quickstart",
@@ -312,7 +313,7 @@ def retrieve(task, adapter, model, languages, layer, eval_split, data_files, buc
     "--model", "translation_model", required=True, help="Seq2seq model id or folder ({lang}: one per language)."
 )
 @click.option("--to", "languages", required=True, help="Comma-separated target languages.")
-@click.option("--out", "out_dir", default="translated", show_default=True, help="Output folder.")
+@click.option("--output-dir", "--out", "out_dir", default="translated", show_default=True, help="Output folder.")
 @click.option("--split", default="train", show_default=True, help="Split to translate.")
 @click.option("--data", "data_files", multiple=True, metavar="SPLIT=PATH", help="Local source files for a split.")
 @click.option("--max-examples", type=int, help="Translate at most this many examples.")
@@ -407,12 +408,21 @@ def run_grid_command(grid_file, results_dir, retry_failed, shard, only) -> None:
 @click.argument("grid_file", type=click.Path(dir_okay=False))
 @click.option("--results-dir", help="The grid's results folder (default: its results_dir).")
 @click.option("--no-count", is_flag=True, help="Skip counting tokens (no data or tokenizer is loaded).")
+@click.option(
+    "--measure", is_flag=True, help="First time a short run of each job kind on this machine (plan-probe.json)."
+)
 @_friendly_errors
-def plan_command(grid_file, results_dir, no_count) -> None:
+def plan_command(grid_file, results_dir, no_count, measure) -> None:
     """List a grid's jobs, which are done, and estimate their compute before anything runs."""
-    from .grid import load_grid, plan, plan_summary
+    from .grid import load_grid, plan, plan_summary, probe
 
     grid = load_grid(grid_file, results_dir)
+    if measure:
+        _quiet_libraries()
+        from . import console
+
+        console.set_verbosity("quiet")  # the probe's own bars and lines would bury the plan
+        probe(grid, echo=click.echo)
     for path in grid.damaged():
         click.secho(f"Warning: {path} is damaged (not valid JSON): its job counts as not finished", fg="yellow")
     _quiet_libraries()
@@ -450,7 +460,7 @@ def _duration(seconds: float) -> str:
 
 @main.command("report")
 @click.argument("results_dir", type=click.Path(file_okay=False))
-@click.option("--out", "out_dir", help="Where to write the report (default RESULTS_DIR/report).")
+@click.option("--output-dir", "--out", "out_dir", help="Where to write the report (default RESULTS_DIR/report).")
 @click.option("--no-plots", is_flag=True, help="Tables only.")
 @click.option("--highlight", help="Comma-separated languages to highlight in scaling curves (default: low-resource).")
 @_friendly_errors

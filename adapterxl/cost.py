@@ -65,6 +65,7 @@ class Throughput:
 
     train: dict[str, float]
     evaluation: float | None = None
+    overhead: dict[str, float] | None = None  # seconds per run besides its tokens: model and data loading, saving
 
     def eval_rate(self, kind: str) -> float | None:
         if self.evaluation:
@@ -82,7 +83,22 @@ def run_seconds(train_tokens: float, eval_tokens: float, kind: str, throughput: 
     rate = throughput.train.get(kind)
     if not rate:
         return None
-    return train_tokens / rate + eval_tokens / throughput.eval_rate(kind)
+    return (throughput.overhead or {}).get(kind, 0.0) + train_tokens / rate + eval_tokens / throughput.eval_rate(kind)
+
+
+def dev_evaluations(config) -> float:
+    """How often a run scores its English dev set: every ``eval_steps`` steps, else every epoch,
+    plus a fusion phase's own."""
+    from .modes import get_mode
+
+    training = config.training
+    epochs = run_epochs(config)
+    if training.eval_steps:
+        if training.max_steps > 0:
+            return training.max_steps / training.eval_steps
+        return epochs  # steps per epoch unknown here: about one per epoch at the least
+    phases = 2 if get_mode(config.mode).fusion else 1
+    return max(epochs, phases)
 
 
 def projected_throughput(shape: EncoderShape, seq: int, peak_flops: float, mfu: float) -> Throughput:

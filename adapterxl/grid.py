@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import DataConfig, RunConfig, build, merge, read_yaml
-from .cost import Throughput, estimated_tokens, run_epochs, run_seconds
+from .cost import Throughput, dev_evaluations, estimated_tokens, run_epochs, run_seconds
 from .errors import NAME_PATTERN, ConfigError, HubUnavailable, check_keys, first_line, suggest
 from .files import dump_yaml
 from .locks import Lock, held_by_live_process
@@ -586,16 +586,17 @@ def count_tokens(config: RunConfig, tokenizer_model: str) -> dict[str, int]:
 
     datasets.disable_progress_bars()  # plan prints one line per job instead
     tokenizer = _tokenizer(tokenizer_model)
-    train = evaluation = 0
+    train = evaluation = dev = 0
     for name in config.tasks:
         data_config = config.data_for(name)
         task = with_labels(config.registry.get(name), data_config)
         data = load_task_data(task, data_config, seed=config.seed)
         train += token_count(task.family.encode(data.train, tokenizer, data_config, train=True))
+        dev += token_count(task.family.encode(data.dev, tokenizer, data_config, train=False))
         evaluation += sum(
             token_count(task.family.encode(ds, tokenizer, data_config, train=False)) for ds in data.evaluation.values()
         )
-    return {"train": train, "evaluation": evaluation}
+    return {"train": train, "evaluation": evaluation, "dev": dev}
 
 
 _TOKENIZERS: dict[str, Any] = {}
@@ -631,6 +632,8 @@ def plan(grid: Grid, count: bool = True) -> list[dict]:
     cache_path = grid.results_dir / "plan-tokens.json"
     cache = _read(cache_path) if cache_path.is_file() else {}
     measured = measured_throughput(grid)
+    probe_path = grid.results_dir / "plan-probe.json"
+    probe = (read_record(probe_path) or {}) if probe_path.is_file() else {}
     rows = []
     for job in grid.jobs:
         row = {"id": job.id, "kind": job.kind, "status": grid.status(job), "needs": job.needs, **job.labels}
@@ -663,14 +666,22 @@ def plan(grid: Grid, count: bool = True) -> list[dict]:
             row.setdefault("tokens_source", "counted")
             mode = get_mode(job.config.mode)
             row["train_tokens"] = int(tokens["train"] * run_epochs(job.config))
-            row["eval_tokens"] = int(tokens["evaluation"])
+            # zero-shot evaluation + the English dev set at every dev evaluation
+            row["eval_tokens"] = int(tokens["evaluation"] + tokens.get("dev", 0) * dev_evaluations(job.config))
             kind = mode.kind
-            rate = measured.get((job.labels["model"], kind)) or grid.throughput.get(kind)
+            here = probe.get(f"{job.labels['model']}/{kind}")
+            rate = measured.get((job.labels["model"], kind)) or (here or {}).get("train") or grid.throughput.get(kind)
             row["throughput_source"] = (
-                "measured" if (job.labels["model"], kind) in measured else ("configured" if rate else None)
+                "measured"
+                if (job.labels["model"], kind) in measured
+                else "probed"
+                if here
+                else ("configured" if rate else None)
             )
             if rate:
-                rates = Throughput({kind: rate}, grid.throughput.get("evaluation"))
+                evaluation = (here or {}).get("evaluation") or grid.throughput.get("evaluation")
+                overhead = {kind: (here or {}).get("overhead", 0.0)}
+                rates = Throughput({kind: rate}, evaluation, overhead)
                 row["estimate_seconds"] = run_seconds(row["train_tokens"], row["eval_tokens"], kind, rates)
         rows.append(row)
     if count:
@@ -692,3 +703,55 @@ def plan_summary(rows: list[dict]) -> dict:
         "todo_estimate_seconds": sum(estimated) if estimated else None,
         "todo_without_throughput": len(counted) - len(estimated),
     }
+
+
+def probe(grid: Grid, steps: int = 20, echo=print) -> dict:
+    """Time a short run of each job kind (adapter / full) per backbone on this machine: the seconds
+    before training (model and data loading, tokenization), training tokens per second over
+    ``steps`` steps and evaluation tokens per second. Saved as ``plan-probe.json``, which
+    :func:`plan` uses for jobs that no finished job has measured. Trains nothing that is kept."""
+    import dataclasses
+    import tempfile
+    import time
+
+    from .pipeline import evaluate_stage, prepare, train_stage
+    from .tasks.common import token_count
+
+    out: dict[str, dict] = {}
+    for job in grid.jobs:
+        if job.config is None or job.needs:
+            continue
+        key = f"{job.labels['model']}/{get_mode(job.config.mode).kind}"
+        if key in out:
+            continue
+        with tempfile.TemporaryDirectory(prefix="adapterxl-probe-") as tmp:
+            training = dataclasses.replace(job.config.training, max_steps=steps, save_steps=None, report_to=[])
+            config = dataclasses.replace(
+                job.config, training=training, store=f"{tmp}/store", output_dir=f"{tmp}/run", save_as="probe",
+                overwrite=True,
+            )  # fmt: skip
+            echo(f"probing {key} with {job.id} ({steps} steps) ...")
+            start = time.perf_counter()
+            prepared = prepare(config)
+            overhead = time.perf_counter() - start
+            trained = train_stage(prepared)
+            encoded = [enc[0] for enc in prepared.encoded.values()]
+            mean_tokens = sum(token_count(e) for e in encoded) / max(1, sum(len(e) for e in encoded))
+            tokens = trained.last.steps * training.batch_size * training.gradient_accumulation_steps * mean_tokens
+            start = time.perf_counter()
+            evaluate_stage(prepared)
+            eval_seconds = time.perf_counter() - start
+            eval_tokens = sum(
+                token_count(t.family.encode(ds, prepared.tokenizer, config.data_for(n), train=False))
+                for n, t in prepared.tasks.items()
+                for ds in prepared.data[n].evaluation.values()
+            )
+        out[key] = {
+            "overhead": round(overhead, 2),
+            "train": tokens / max(trained.last.seconds, 1e-6),
+            "evaluation": eval_tokens / max(eval_seconds, 1e-6),
+            "steps": trained.last.steps,
+        }
+    grid.results_dir.mkdir(parents=True, exist_ok=True)
+    _write(grid.results_dir / "plan-probe.json", out)
+    return out

@@ -232,7 +232,7 @@ def uriel_distances(languages: list[str], to: str = "en") -> dict[str, dict[str,
     from .tasks.retrieval import lang2vec
 
     l2v = lang2vec()
-    available = set(l2v.available_uriel_languages())
+    available = _uriel_languages()
     codes = {lang: URIEL_CODES.get(lang, l2v.LETTER_CODES.get(lang, lang)) for lang in {*languages, to}}
     codes = {lang: c for lang, c in codes.items() if c in available}
     if to not in codes:
@@ -246,6 +246,13 @@ def uriel_distances(languages: list[str], to: str = "en") -> dict[str, dict[str,
             denom = np.linalg.norm(vec) * np.linalg.norm(ref)
             out[lang][name] = float(1 - vec @ ref / denom) if denom else float("nan")
     return out
+
+
+@functools.lru_cache(maxsize=1)
+def _uriel_languages() -> frozenset[str]:
+    from .tasks.retrieval import lang2vec
+
+    return frozenset(lang2vec().available_uriel_languages())  # seconds per call: read once
 
 
 @functools.lru_cache(maxsize=32)

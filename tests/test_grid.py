@@ -351,3 +351,32 @@ def test_a_damaged_job_record_is_set_aside_and_its_job_runs_again(tmp_path, nli_
     assert counts["done"] == 3 and json.loads(record.read_text())["metrics"]
     assert (record.parent / "tiny-xlmr--mnli--adapter.json.damaged").is_file()
     assert not list(record.parent.glob("*.tmp"))
+
+
+def test_plan_measure_probes_each_job_kind_and_counts_dev_evaluations_and_overhead(tmp_path, nli_files):
+    from adapterxl.grid import plan, plan_summary, probe
+
+    doc = grid_doc(tmp_path, nli_files, {}, seeds=[1], modes=["stack", "full"], baselines=["adapter", "full"])
+    doc["intermediates"].pop("mnli-small")
+    doc["targets"] = {"xnli": GRID_XNLI(nli_files)}
+    grid = load_grid(write_grid(tmp_path, doc))
+    probed = probe(grid, steps=4, echo=lambda *_: None)
+    assert set(probed) == {"tiny-xlmr/adapter", "tiny-xlmr/full"}
+    assert all(
+        p["overhead"] > 0 and p["train"] > 0 and p["evaluation"] > 0 and p["steps"] == 4 for p in probed.values()
+    )
+    assert (grid.results_dir / "plan-probe.json").is_file()
+    rows = plan(grid)
+    assert {r["throughput_source"] for r in rows if r["kind"] != "retrieval"} == {"probed"}
+    row = next(r for r in rows if r["id"] == "tiny-xlmr--mnli--adapter")
+    counted = json.loads((grid.results_dir / "plan-tokens.json").read_text())
+    (tokens,) = [t for t in counted.values() if t["train"] == row["train_tokens"] / FAST["epochs"]] or [None]
+    assert tokens is not None and row["eval_tokens"] == tokens["evaluation"] + tokens["dev"] * FAST["epochs"]
+    probe_row = probed["tiny-xlmr/adapter"]
+    expected = (
+        probe_row["overhead"] + row["train_tokens"] / probe_row["train"] + row["eval_tokens"] / probe_row["evaluation"]
+    )
+    assert row["estimate_seconds"] == pytest.approx(expected)
+    assert plan_summary(rows)["todo_estimate_seconds"] == pytest.approx(
+        sum(r["estimate_seconds"] for r in rows if "estimate_seconds" in r)
+    )

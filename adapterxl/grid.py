@@ -705,7 +705,7 @@ def plan_summary(rows: list[dict]) -> dict:
     }
 
 
-def probe(grid: Grid, steps: int = 20, echo=print) -> dict:
+def probe(grid: Grid, steps: int = 50, echo=print) -> dict:
     """Time a short run of each job kind (adapter / full) per backbone on this machine: the seconds
     before training (model and data loading, tokenization), training tokens per second over
     ``steps`` steps and evaluation tokens per second. Saved as ``plan-probe.json``, which
@@ -746,10 +746,14 @@ def probe(grid: Grid, steps: int = 20, echo=print) -> dict:
                 for n, t in prepared.tasks.items()
                 for ds in prepared.data[n].evaluation.values()
             )
+        evaluation = eval_tokens / max(eval_seconds, 1e-6)
+        # train_stage's time includes the dev evaluation after the last step: take it out
+        dev_tokens = sum(token_count(enc[1]) for enc in prepared.encoded.values())
+        train_seconds = max(trained.last.seconds - dev_tokens / evaluation, 1e-6)
         out[key] = {
             "overhead": round(overhead, 2),
-            "train": tokens / max(trained.last.seconds, 1e-6),
-            "evaluation": eval_tokens / max(eval_seconds, 1e-6),
+            "train": tokens / train_seconds,
+            "evaluation": evaluation,
             "steps": trained.last.steps,
         }
     grid.results_dir.mkdir(parents=True, exist_ok=True)

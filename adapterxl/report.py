@@ -563,6 +563,14 @@ def text_colour(rgba) -> str:
     return "white" if 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.45 else "black"
 
 
+def _wrap(text: str, width_in: float, fontsize: float = 9) -> str:
+    """``text`` broken into lines that fit ``width_in`` inches at ``fontsize`` points."""
+    import textwrap
+
+    chars = max(20, int(width_in * 72 / (0.56 * fontsize)))
+    return "\n".join(textwrap.fill(line, chars) for line in text.split("\n"))
+
+
 def _slug(*parts) -> str:
     import re
 
@@ -578,7 +586,7 @@ def _baseline_phrase(rows: list[dict], key: str = "delta_baseline") -> str:
 
 def _metric_phrase(rows: list[dict]) -> str:
     names = sorted({r.get("metric", "score") for r in rows})
-    return names[0] if len(names) == 1 else "task metric"
+    return names[0] if len(names) == 1 else "score (task metric)"
 
 
 def _seed_phrase(rows: list[dict]) -> str:
@@ -605,6 +613,8 @@ def plot_grid(
     import matplotlib
 
     matplotlib.use("Agg")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     figures = {} if figures is None else figures
 
@@ -627,7 +637,7 @@ def _plot_heatmaps(rows: list[dict], save) -> None:
     with_delta = [r for r in rows if r.get("delta") is not None and not r["labels"].get("size")]
     for model in dict.fromkeys(r["model"] for r in with_delta):
         mine = [r for r in with_delta if r["model"] == model]
-        modes = list(dict.fromkeys(r["labels"]["mode"] for r in mine))
+        modes = _ordered_modes(mine)
         inters = list(dict.fromkeys(r["labels"]["intermediate"] for r in mine))
         targets = list(dict.fromkeys(r["target"] for r in mine))
         grids, spreads = {}, {}
@@ -644,8 +654,8 @@ def _plot_heatmaps(rows: list[dict], save) -> None:
         norm = matplotlib_norm(lo, hi)
         several = any(r["seeds"] > 1 for r in mine)
         cell_w, cell_h = (1.05, 0.62) if several else (0.8, 0.45)
-        width = 1.6 + len(modes) * (0.9 + cell_w * len(targets)) + 1.2
-        height = 1.6 + cell_h * len(inters)
+        width = max(5.5, 1.4 + len(modes) * (0.5 + cell_w * max(2, len(targets))) + 1.4)
+        height = 2.2 + cell_h * max(2, len(inters))
         fig, axes = plt.subplots(
             1, len(modes), figsize=(width, height), sharey=True, squeeze=False, layout="constrained"
         )
@@ -674,8 +684,9 @@ def _plot_heatmaps(rows: list[dict], save) -> None:
             ax.set_xlabel("target task")
         axes[0][0].set_ylabel("intermediate task")
         bar = fig.colorbar(image, ax=axes[0].tolist(), shrink=0.9, aspect=max(10, 12 * height / 3), pad=0.02)
-        bar.set_label(f"Δ XTREME {_metric_phrase(mine)} vs\nno-intermediate baseline (points)")
-        fig.suptitle(f"{model}: transfer gain per intermediate and target task ({_seed_phrase(mine)})")
+        bar.set_label(_wrap(f"Δ XTREME {_metric_phrase(mine)} vs no-intermediate baseline (points)", height - 0.6))
+        title = f"{model}: gain from the intermediate task, per target task ({_seed_phrase(mine)} of the setup)"
+        fig.suptitle(_wrap(title, width - 1.2, 10), fontsize=10)
         save(fig, _slug("heatmap", model))
 
 
@@ -704,9 +715,16 @@ def _bar_layout(langs: list[str]) -> tuple[list[str], list[float]]:
     return groups, xs
 
 
+def _ordered_modes(rows: list[dict]) -> list[str]:
+    """Modes in order of appearance, adapter modes before full fine-tuning."""
+    modes = list(dict.fromkeys(r["labels"]["mode"] for r in rows))
+    return sorted(modes, key=lambda m: (get_mode(m).kind == "full", modes.index(m)))
+
+
 def _plot_language_bars(rows: list[dict], save) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.patches import Patch
 
     with_delta = [r for r in rows if r.get("delta_languages") and not r["labels"].get("size")]
     for model, target in dict.fromkeys((r["model"], r["target"]) for r in with_delta):
@@ -714,58 +732,76 @@ def _plot_language_bars(rows: list[dict], save) -> None:
         langs = sorted({lang for r in mine for lang in r["delta_languages"]})
         groups, xs = _bar_layout(langs)
         xs = np.asarray(xs)
-        width = 0.8 / len(mine)
+        modes = _ordered_modes(mine)
+        inters = list(dict.fromkeys(r["labels"]["intermediate"] for r in mine))
+        colours = plt.get_cmap("tab10" if len(inters) <= 10 else "tab20").colors
+        colour = {inter: colours[k % len(colours)] for k, inter in enumerate(inters)}
+        per_panel = max(sum(r["labels"]["mode"] == m for r in mine) for m in modes)
+        width = 0.8 / per_panel
         several = any(r["seeds"] > 1 for r in mine)
-        fig, ax = plt.subplots(
-            figsize=(2.2 + 0.42 * len(groups) * max(1.0, len(mine) / 2.5), 3.8), layout="constrained"
-        )
-        colours = plt.get_cmap("tab10" if len(mine) <= 10 else "tab20").colors
-        for k, r in enumerate(mine):
-            gains = r["delta_languages"]
-            zs = [g for lang, g in gains.items() if lang != SOURCE_LANGUAGE]
-            values, errors = [], []
-            for g in groups:
-                if g == "0-shot avg":
-                    values.append(sum(zs) / len(zs) if zs else np.nan)
-                    errors.append(r.get("zero_shot_std") or 0.0)
-                else:
-                    values.append(gains.get(g, np.nan))
-                    errors.append((r.get("languages_std") or {}).get(g, 0.0))
-            pos = xs - 0.4 + width * (k + 0.5)
-            bars = ax.bar(pos, values, width, color=colours[k % len(colours)], label=r["setup"], zorder=2)
-            if several and r["seeds"] > 1:
-                ax.errorbar(pos, values, yerr=errors, fmt="none", ecolor="black", elinewidth=0.8, capsize=2, zorder=3)
-            for g, b in zip(groups, bars, strict=True):
-                if g == SOURCE_LANGUAGE:
-                    b.set_hatch("///")
-                    b.set_edgecolor("white")
-                elif g == "0-shot avg":
-                    b.set_edgecolor("black")
-                    b.set_linewidth(0.8)
-        if SOURCE_LANGUAGE in groups:
-            ax.axvspan(xs[0] - 0.55, xs[0] + 0.55, color="0.93", zorder=0)
-            ax.axvline((xs[0] + xs[1]) / 2 if len(xs) > 1 else xs[0] + 0.8, color="0.5", linewidth=0.8, linestyle=":")
-        if "0-shot avg" in groups:
-            ax.axvline((xs[-1] + xs[-2]) / 2, color="0.5", linewidth=0.8, linestyle=":")
-        ax.axhline(0, color="black", linewidth=0.8, zorder=2)
-        ticks = [f"{g}\n(train)" if g == SOURCE_LANGUAGE else g for g in groups]
-        ax.set_xticks(xs, ticks)
+        width_in = min(13.0, max(5.0, 1.8 + len(groups) * (0.2 + 0.16 * per_panel)))
+        fig, axes = plt.subplots(
+            len(modes), 1, figsize=(width_in, 0.9 + 2.6 * len(modes)), sharex=True, sharey=True, squeeze=False,
+            layout="constrained",
+        )  # fmt: skip
+        for ax, mode in zip(axes[:, 0], modes, strict=True):
+            panel = [r for r in mine if r["labels"]["mode"] == mode]
+            for k, r in enumerate(panel):
+                gains = r["delta_languages"]
+                zs = [g for lang, g in gains.items() if lang != SOURCE_LANGUAGE]
+                values, errors = [], []
+                for g in groups:
+                    if g == "0-shot avg":
+                        values.append(sum(zs) / len(zs) if zs else np.nan)
+                        errors.append(r.get("zero_shot_std") or 0.0)
+                    else:
+                        values.append(gains.get(g, np.nan))
+                        errors.append((r.get("languages_std") or {}).get(g, 0.0))
+                pos = xs - 0.4 + width * (k + 0.5)
+                c = colour[r["labels"]["intermediate"]]
+                bars = ax.bar(pos, values, width, color=c, zorder=2)
+                if r["seeds"] > 1:
+                    ax.errorbar(pos, values, yerr=errors, fmt="none", ecolor="black", elinewidth=0.7, capsize=1.5,
+                                zorder=3)  # fmt: skip
+                for g, bar in zip(groups, bars, strict=True):
+                    if g == SOURCE_LANGUAGE:
+                        bar.set_hatch("///")
+                        bar.set_edgecolor("white")
+                    elif g == "0-shot avg":
+                        bar.set_edgecolor("black")
+                        bar.set_linewidth(0.8)
+            if SOURCE_LANGUAGE in groups:
+                ax.axvspan(xs[0] - 0.55, xs[0] + 0.55, color="0.93", zorder=0)
+                if len(xs) > 1:
+                    ax.axvline((xs[0] + xs[1]) / 2, color="0.5", linewidth=0.8, linestyle=":")
+            if "0-shot avg" in groups:
+                ax.axvline((xs[-1] + xs[-2]) / 2, color="0.5", linewidth=0.8, linestyle=":")
+            ax.axhline(0, color="black", linewidth=0.8, zorder=2)
+            ax.grid(axis="y", color="0.9", zorder=0)
+            ax.set_axisbelow(True)
+            ax.tick_params(axis="x", length=0)
+            ref = _baseline_phrase(panel)
+            ax.set_title(f"{mode} (vs {ref})", loc="left")
+            ax.set_ylabel(f"Δ {_metric_phrase(panel)} vs\n{ref} (points)")
+        ax = axes[-1, 0]
+        ax.set_xticks(xs, [f"{g}\n(train)" if g == SOURCE_LANGUAGE else g for g in groups])
         ax.set_xlim(xs[0] - 0.7, xs[-1] + 0.7)
-        ax.tick_params(axis="x", length=0)
-        ax.grid(axis="y", color="0.9", zorder=0)
-        ax.set_axisbelow(True)
-        ax.set_xlabel("language (hatched: training language; others: zero-shot)")
-        ax.set_ylabel(f"Δ {_metric_phrase(mine)} vs {_baseline_phrase(mine)}\n(points)")
-        spread = "; error bars: std over seeds" if several else ""
-        ax.set_title(f"{model} / {target}: gain per language ({_seed_phrase(mine)}{spread})")
-        fig.legend(loc="outside lower center", ncol=min(len(mine), 4), frameon=False, title="setup")
+        ax.set_xlabel("language (hatched, shaded: training language; others: zero-shot)")
+        spread = _seed_phrase(mine).replace("mean ± std", "mean") + ("; error bars: ± 1 std" if several else "")
+        fig.suptitle(_wrap(f"{model} / {target}: gain per language ({spread})", width_in, 10),
+                     fontsize=10)  # fmt: skip
+        handles = [Patch(color=colour[i], label=i) for i in inters]
+        handles.append(Patch(facecolor="0.6", edgecolor="white", hatch="///", label=f"{SOURCE_LANGUAGE} (train)"))
+        fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), frameon=False,
+                   title="intermediate task")  # fmt: skip
         save(fig, _slug("languages", model, target))
 
 
 def _plot_uriel(rows: list[dict], correlations: list[dict], highlight, save) -> None:
     import matplotlib.pyplot as plt
 
-    by_row = {(r["model"], r["target"], r["setup"]): r for r in rows}
+    # Sized setups are drawn as scaling curves (their correlations stay in the table).
+    by_row = {(r["model"], r["target"], r["setup"]): r for r in rows if not r["labels"].get("size")}
     for key in dict.fromkeys((c["model"], c["target"], c["setup"]) for c in correlations):
         r = by_row.get(key)
         if r is None:
@@ -778,6 +814,7 @@ def _plot_uriel(rows: list[dict], correlations: list[dict], highlight, save) -> 
             1, len(names), figsize=(3.0 * len(names) + 0.6, 3.3), sharey=True, squeeze=False, layout="constrained"
         )
         several = r["seeds"] > 1
+        labelled = []
         for ax, name in zip(axes[0], names, strict=True):
             c = mine[name]
             langs = [lang for lang in gains if name in distances.get(lang, {})]
@@ -785,7 +822,7 @@ def _plot_uriel(rows: list[dict], correlations: list[dict], highlight, save) -> 
             y = [gains[lang] for lang in langs]
             low = [lang in highlight for lang in langs]
             err = [(r.get("languages_std") or {}).get(lang, 0.0) for lang in langs] if several else None
-            ax.errorbar(x, y, yerr=err, fmt="none", ecolor="0.6", elinewidth=0.7, capsize=1.5, zorder=1)
+            ax.errorbar(x, y, yerr=err, fmt="none", ecolor="0.75", elinewidth=0.7, capsize=1.5, zorder=1)
             ax.scatter(
                 x,
                 y,
@@ -795,8 +832,7 @@ def _plot_uriel(rows: list[dict], correlations: list[dict], highlight, save) -> 
                 edgecolors="white",
                 linewidths=0.5,
             )
-            for lang, xi, yi in zip(langs, x, y, strict=True):
-                ax.annotate(lang, (xi, yi), xytext=(3, 3), textcoords="offset points", fontsize=7)
+            labelled.append((ax, langs, x, y))
             ax.axhline(0, color="0.5", linewidth=0.7, linestyle=":")
             ax.set_title(f"{name}: Spearman ρ = {c['spearman']:+.2f}, n = {c['languages']}")
             ax.set_xlabel(f"URIEL {name} distance to English")
@@ -804,11 +840,67 @@ def _plot_uriel(rows: list[dict], correlations: list[dict], highlight, save) -> 
         axes[0][0].set_ylabel(f"Δ {r.get('metric', 'score')} vs {_baseline_phrase([r])}\n(points)")
         legend = [
             plt.Line2D([], [], marker="o", linestyle="", color="tab:blue", label="zero-shot language"),
-            plt.Line2D([], [], marker="o", linestyle="", color="tab:red", label="low-resource language"),
+            plt.Line2D(
+                [], [], marker="o", linestyle="", color="tab:red", label="zero-shot, low-resource (highlighted)"
+            ),
         ]
         fig.legend(handles=legend, loc="outside lower center", ncol=2, frameon=False)
-        fig.suptitle(f"{r['model']} / {r['target']}, {r['setup']}: gain vs distance to English ({_seed_phrase([r])})")
+        title = f"{r['model']} / {r['target']}, {r['setup']}: gain vs URIEL distance to English ({_seed_phrase([r])})"
+        fig.suptitle(_wrap(title, 3.0 * len(names), 10), fontsize=10)
+        fig.canvas.draw()  # lay the figure out: the labels are placed in its final coordinates
+        for ax, langs, x, y in labelled:
+            place_labels(ax, langs, x, y)
         save(fig, _slug("uriel", *key))
+
+
+_LABEL_OFFSETS = [(3, 2, "left", "bottom"), (3, -2, "left", "top"), (-3, 2, "right", "bottom"),
+                  (-3, -2, "right", "top"), (0, 5, "center", "bottom"), (0, -5, "center", "top"),
+                  (6, 0, "left", "center"), (-6, 0, "right", "center")]  # fmt: skip
+
+
+def place_labels(ax, labels: list[str], x: list[float], y: list[float], fontsize: float = 7) -> list:
+    """Label each point next to it, greedily picking for each label the first of a few positions
+    around its point (then farther out, with a leader line) that overlaps no point and no label
+    placed before. Returns the annotations."""
+    import numpy as np
+
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    points = ax.transData.transform(np.column_stack([x, y])) if len(x) else np.zeros((0, 2))
+    r = 3.0 * fig.dpi / 72
+    taken = [(px - r, py - r, px + r, py + r) for px, py in points]
+    frame = ax.get_window_extent(renderer)
+
+    def clash(box) -> float:
+        out = sum(
+            max(0.0, min(box[2], t[2]) - max(box[0], t[0])) * max(0.0, min(box[3], t[3]) - max(box[1], t[1]))
+            for t in taken
+        )
+        outside = (box[0] < frame.x0) + (box[2] > frame.x1) + (box[1] < frame.y0) + (box[3] > frame.y1)
+        return out + 1e4 * outside
+
+    candidates = [*_LABEL_OFFSETS, *((3 * dx, 3 * dy, ha, va) for dx, dy, ha, va in _LABEL_OFFSETS)]
+    notes = []
+    for k in sorted(range(len(labels)), key=lambda k: -points[k][1]):
+        best = None
+        for dx, dy, ha, va in candidates:
+            trial = ax.annotate(labels[k], (x[k], y[k]), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
+                                fontsize=fontsize)  # fmt: skip
+            e = trial.get_window_extent(renderer)
+            trial.remove()
+            cost = clash((e.x0, e.y0, e.x1, e.y1))
+            if best is None or cost < best[0]:
+                best = (cost, (dx, dy, ha, va), (e.x0, e.y0, e.x1, e.y1))
+            if cost == 0:
+                break
+        _, (dx, dy, ha, va), box = best
+        leader = {"arrowstyle": "-", "color": "0.6", "linewidth": 0.5, "shrinkA": 0, "shrinkB": 2}
+        far = abs(dx) + abs(dy) > 8
+        note = ax.annotate(labels[k], (x[k], y[k]), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
+                           fontsize=fontsize, zorder=4, arrowprops=leader if far else None)  # fmt: skip
+        taken.append(box)
+        notes.append(note)
+    return notes
 
 
 def _plot_scaling(rows: list[dict], highlight, save) -> None:
@@ -881,7 +973,7 @@ def _plot_scaling(rows: list[dict], highlight, save) -> None:
         axis(ax, sizes, inter)
         metric = _metric_phrase(mine)
         ax.set_ylabel(f"Δ {metric} vs {_baseline_phrase(mine)} (points)" if gain else f"{target} {metric}")
-        ax.set_title(f"{model}: {target} after {mode} on {inter} by data size ({_seed_phrase(mine)})")
+        ax.set_title(_wrap(f"{model}: {target} after {mode} on {inter} by data size ({_seed_phrase(mine)})", 4.8))
         fig.legend(loc="outside right upper", frameon=False, title="language")
         save(fig, _slug("scaling", model, target, inter, mode))
     for model, target in dict.fromkeys((m, t) for m, t, _, _ in curves):
@@ -891,8 +983,12 @@ def _plot_scaling(rows: list[dict], highlight, save) -> None:
         gain = all(r.get("delta") is not None for v in mine.values() for r in v)
         fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
         every = sorted({r["labels"]["size"] for v in mine.values() for r in v})
-        for (_, _, inter, mode), v in mine.items():
+        order = sorted(mine, key=lambda k: (get_mode(k[3]).kind == "full", list(mine).index(k)))
+        colours = iter(plt.get_cmap("tab10").colors * 4)
+        for key in order:
+            v, c = mine[key], next(colours)
             several = any(r["seeds"] > 1 for r in v)
+            ref = "" if not gain else f" (vs {_baseline_phrase(v).removesuffix(' baseline')})"
             ax.errorbar(
                 [r["labels"]["size"] for r in v],
                 [r["delta"] if gain else r["xtreme"] for r in v],
@@ -901,15 +997,20 @@ def _plot_scaling(rows: list[dict], highlight, save) -> None:
                 markersize=4,
                 capsize=3,
                 linewidth=1.6,
-                label=f"{mode} on {inter}",
+                color=c,
+                label=f"{key[3]} on {key[2]}{ref}",
             )
+            whole = full.get(key)
+            if whole is not None and (whole.get("delta") if gain else whole.get("xtreme")) is not None:
+                ax.axhline(whole["delta"] if gain else whole["xtreme"], color=c, linestyle=":", linewidth=1.1,
+                           label=f"{key[3]} on {key[2]}, all data")  # fmt: skip
         if gain:
             ax.axhline(0, color="0.4", linewidth=0.7)
         axis(ax, every)
         flat = [r for v in mine.values() for r in v]
         metric = _metric_phrase(flat)
-        ax.set_ylabel(f"Δ XTREME {metric} vs {_baseline_phrase(flat)} (points)" if gain else f"XTREME {metric}")
-        ax.set_title(f"{model} / {target}: XTREME average by intermediate data size ({_seed_phrase(flat)})")
+        ax.set_ylabel(f"Δ XTREME {metric} vs\nno-intermediate baseline (points)" if gain else f"XTREME {metric}")
+        ax.set_title(_wrap(f"{model} / {target}: XTREME average by intermediate data size ({_seed_phrase(flat)})", 4.8))
         fig.legend(loc="outside right upper", frameon=False, title="setup")
         save(fig, _slug("scaling", model, target))
 
@@ -930,7 +1031,7 @@ def _watermark(fig) -> None:
         va="center",
         fontsize=size,
         color="tab:red",
-        alpha=0.22,
+        alpha=0.3,  # no path effects: they would turn the text into paths in SVG and PDF
         fontweight="bold",
         zorder=100,
         gid=WATERMARK_GID,

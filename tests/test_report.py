@@ -77,11 +77,21 @@ def test_report_tables_hold_the_hand_computed_numbers(results):
 def test_report_plots_are_written_and_non_empty(results):
     out = build_report(results)
     pngs = sorted(p.name for p in out["files"] if p.suffix == ".png")
-    assert pngs == ["heatmap-xlmr-stack.png", "languages-xlmr-xnli.png", "scaling-xlmr-xnli-mnli-stack.png"]
+    # One heatmap per backbone (a panel per mode), bars per target, a URIEL scatter per unsized setup
+    # with correlations, scaling curves for the sized runs (drawn there, not as separate bars).
+    assert pngs == [
+        "heatmap-xlmr.png",
+        "languages-xlmr-xnli.png",
+        "scaling-xlmr-xnli-mnli-stack.png",
+        "uriel-xlmr-xnli-stack-on-mnli.png",
+    ]
     for p in out["files"]:
         if p.suffix == ".png":
             data = p.read_bytes()
             assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+            for twin in (p.with_suffix(".pdf"), p.with_suffix(".svg")):
+                assert twin in out["files"] and twin.stat().st_size > 1000
+    assert len([p for p in out["files"] if p.suffix in (".png", ".pdf", ".svg")]) == 3 * len(pngs)
 
 
 def test_uriel_distances_and_the_gain_correlation(results):

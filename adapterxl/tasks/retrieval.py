@@ -187,18 +187,21 @@ def lang2vec():
     import importlib
     import os
     import sys
+    import warnings
 
-    try:
-        return importlib.import_module("lang2vec.lang2vec")
-    except (ImportError, OSError):
-        pass
-    sys.modules.pop("lang2vec", None)
-    saved = list(sys.path)
-    sys.path[:] = [p for p in saved if not os.path.isfile(os.path.join(p or ".", "lang2vec.py"))]
-    try:
-        return importlib.import_module("lang2vec.lang2vec")
-    finally:
-        sys.path[:] = saved
+    with warnings.catch_warnings():  # lang2vec imports pkg_resources, which warns that it is deprecated
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            return importlib.import_module("lang2vec.lang2vec")
+        except (ImportError, OSError):
+            pass
+        sys.modules.pop("lang2vec", None)
+        saved = list(sys.path)
+        sys.path[:] = [p for p in saved if not os.path.isfile(os.path.join(p or ".", "lang2vec.py"))]
+        try:
+            return importlib.import_module("lang2vec.lang2vec")
+        finally:
+            sys.path[:] = saved
 
 
 def read_bucc(directory: str | Path, language: str, split: str) -> tuple[dict[str, str], dict[str, str], list]:

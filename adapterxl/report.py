@@ -718,7 +718,7 @@ def _bar_layout(langs: list[str]) -> tuple[list[str], list[float]]:
 def _ordered_modes(rows: list[dict]) -> list[str]:
     """Modes in order of appearance, adapter modes before full fine-tuning."""
     modes = list(dict.fromkeys(r["labels"]["mode"] for r in rows))
-    return sorted(modes, key=lambda m: (get_mode(m).kind == "full", modes.index(m)))
+    return sorted(modes, key=lambda m: (get_mode(m).full, modes.index(m)))
 
 
 def _plot_language_bars(rows: list[dict], save) -> None:
@@ -983,7 +983,7 @@ def _plot_scaling(rows: list[dict], highlight, save) -> None:
         gain = all(r.get("delta") is not None for v in mine.values() for r in v)
         fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
         every = sorted({r["labels"]["size"] for v in mine.values() for r in v})
-        order = sorted(mine, key=lambda k: (get_mode(k[3]).kind == "full", list(mine).index(k)))
+        order = sorted(mine, key=lambda k: (get_mode(k[3]).full, list(mine).index(k)))
         colours = iter(plt.get_cmap("tab10").colors * 4)
         for key in order:
             v, c = mine[key], next(colours)

@@ -81,7 +81,7 @@ def test_train_from_yaml_then_evaluate_a_language_subset(cli, tmp_path, nli_file
     path.write_text(yaml.safe_dump(config))
     result = cli.invoke(main, ["train", str(path)])
     assert result.exit_code == 0, result.output
-    assert "[1/2] m: mnli" in result.output and "[2/2] x: xnli, mode stack" in result.output
+    assert "[1/2] m: mnli - adapter - tiny-xlmr" in result.output and "[2/2] x: xnli - stack on m" in result.output
     results = json.loads((tmp_path / "grid.results.json").read_text())
     assert [r["name"] for r in results["runs"]] == ["m", "x"]
     assert set(results["runs"][1]["metrics"]) == {"en", "de", "zh"}

@@ -104,7 +104,7 @@ def test_two_processes_on_one_grid_one_runs_it_the_other_is_refused(tmp_path, nl
             "model": "tiny-xlmr",
             "store": "st",
             "data": {"max_seq_length": 48},
-            "training": {"epochs": 2, "batch_size": 8},
+            "training": {"epochs": 30, "batch_size": 8},  # long enough for the second process to meet the first
         },  # fmt: skip
         "intermediates": {"mnli": {"task": "mnli", "data": {"data_files": nli_files["mnli"], "languages": ["en"]}}},
         "targets": {"xnli": {"task": "xnli", "data": {"data_files": nli_files["xnli"], "languages": ["en", "de"]}}},

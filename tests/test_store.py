@@ -62,7 +62,19 @@ def test_store_show_and_rm_cli(tmp_path):
     make_entry(tmp_path, "inter", "tiny-xlmr")
     cli = CliRunner()
     out = cli.invoke(main, ["store", "list", "--store", str(tmp_path)])
-    assert out.exit_code == 0 and out.output.startswith("inter ") and " MB " in out.output and "tiny-xlmr" in out.output
+    header, _, row = out.output.splitlines()[:3]
+    assert out.exit_code == 0 and header.split() == [
+        "name",
+        "task",
+        "mode",
+        "adapter",
+        "base",
+        "model",
+        "MB",
+        "setup",
+        "score",
+    ]
+    assert row.split()[:5] == ["inter", "mnli", "adapter", "seq_bn", "tiny-xlmr"]
     out = cli.invoke(main, ["store", "show", "inter", "--store", str(tmp_path)])
     assert out.exit_code == 0, out.output
     assert "base model      tiny-xlmr" in out.output and "sha256 verified" in out.output

@@ -2,7 +2,8 @@
 
 Three levels (:func:`set_verbosity`, the CLI's ``--quiet`` / ``--verbose``):
 
-- ``normal`` (default): a header per run, one progress bar per training phase with a rounded line
+- ``normal`` (default): a header per run, one progress bar per training phase (on a terminal;
+  none in a pipe or log file) with a rounded line
   per logging step and a line per English dev evaluation, one bar per evaluation over languages,
   a line when a run continues from a checkpoint. The libraries' own progress bars and warnings
   are off; their warnings go to the run's log file (``<run folder>/log.txt``).
@@ -56,8 +57,10 @@ def progress(iterable=None, *, total=None, desc: str = "", unit: str = "it", lea
     from tqdm.auto import tqdm
 
     off = level() == "quiet" or (nested and level() != "verbose")
+    # normal level: bars on a terminal only (disable=None: tqdm turns itself off in a pipe or a log file)
+    disable = True if off else (False if level() == "verbose" else None)
     leave = leave and not nested
-    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave, disable=off, dynamic_ncols=True)
+    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave, disable=disable, dynamic_ncols=True)
 
 
 def say(text: str) -> None:

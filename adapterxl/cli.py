@@ -29,7 +29,7 @@ def _friendly_errors(func):
     return wrapper
 
 
-def _quiet_libraries() -> None:
+def _apply_verbosity() -> None:
     """Apply the console level (``--quiet`` / ``--verbose``) to adapterxl and the libraries."""
     from . import console
 
@@ -91,7 +91,7 @@ def quickstart(out_dir: str, store: str | None, tiny: bool) -> None:
     """Run the whole method offline: multilingual-e5-small and shipped data, a few minutes on a CPU."""
     from .quickstart import quickstart as run_quickstart
 
-    _quiet_libraries()
+    _apply_verbosity()
     run_quickstart(out_dir, store, tiny=tiny, echo=click.echo)
 
 
@@ -167,7 +167,7 @@ def train(
         configs = parse_runs(apply_overrides({}, overrides), "command line")
     else:
         raise click.UsageError("give a CONFIG file or at least --task")
-    _quiet_libraries()
+    _apply_verbosity()
 
     def on_start(i, cfg):
         on = f" on {' + '.join(cfg.intermediate)}" if cfg.intermediate else ""
@@ -228,7 +228,7 @@ def evaluate(
         max_eval_examples=max_examples,
         max_seq_length=max_seq_length,
     )
-    _quiet_libraries()
+    _apply_verbosity()
     result = evaluate_setup(
         task, adapter=adapter, model=model, store=store, data=data, batch_size=batch_size, tasks=_registry(task_files)
     )
@@ -284,7 +284,7 @@ def retrieve(task, adapter, model, languages, layer, eval_split, data_files, buc
     split = eval_split or (task_obj.family.default_split if task_obj.kind == "retrieval" else "validation")
     data = DataConfig(data_files=files, languages=_split_languages(languages), eval_split=split,
                       max_eval_examples=max_examples)  # fmt: skip
-    _quiet_libraries()
+    _apply_verbosity()
     result = run_retrieval(
         task,
         adapter=adapter,
@@ -335,7 +335,7 @@ def translate(task, translation_model, languages, out_dir, split, data_files, ma
     files = {key: str(value) for key, value in (parse_override(d) for d in data_files)}
     codes = {key: str(value) for key, value in (parse_override(c) for c in target_codes)}
     data = DataConfig(data_files=files, max_train_examples=max_examples)
-    _quiet_libraries()
+    _apply_verbosity()
     paths = translate_task_data(
         task, translation_model, _split_languages(languages) or [], out_dir, split, data, source_code, codes,
         batch_size=batch_size, num_beams=num_beams, tasks=_registry(task_files),
@@ -395,7 +395,7 @@ def run_grid_command(grid_file, results_dir, retry_failed, shard, only) -> None:
     except ValueError:
         raise click.BadParameter(f"{shard!r} is not I/N (e.g. 0/4)", param_hint="--shard") from None
     grid = load_grid(grid_file, results_dir)
-    _quiet_libraries()
+    _apply_verbosity()
     counts = run_grid(grid, retry_failed=retry_failed, shard=(index, count), only=tuple(only) or None,
                       echo=click.echo)  # fmt: skip
     click.echo(", ".join(f"{k} {v}" for k, v in counts.items()) + f". Results: {grid.results_dir}")
@@ -418,14 +418,14 @@ def plan_command(grid_file, results_dir, no_count, measure) -> None:
 
     grid = load_grid(grid_file, results_dir)
     if measure:
-        _quiet_libraries()
+        _apply_verbosity()
         from . import console
 
         console.set_verbosity("quiet")  # the probe's own bars and lines would bury the plan
         probe(grid, echo=click.echo)
     for path in grid.damaged():
         click.secho(f"Warning: {path} is damaged (not valid JSON): its job counts as not finished", fg="yellow")
-    _quiet_libraries()
+    _apply_verbosity()
     rows = plan(grid, count=not no_count)
     for r in rows:
         mark = "~" if r.get("tokens_source") == "estimate" else " "

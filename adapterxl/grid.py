@@ -633,7 +633,7 @@ def plan(grid: Grid, count: bool = True) -> list[dict]:
     cache = _read(cache_path) if cache_path.is_file() else {}
     measured = measured_throughput(grid)
     probe_path = grid.results_dir / "plan-probe.json"
-    probe = (read_record(probe_path) or {}) if probe_path.is_file() else {}
+    probe = read_record(probe_path) or {}  # None when missing or damaged
     rows = []
     for job in grid.jobs:
         row = {"id": job.id, "kind": job.kind, "status": grid.status(job), "needs": job.needs, **job.labels}

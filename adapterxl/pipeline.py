@@ -381,7 +381,7 @@ def record(run: Prepared, trained: Trained, evaluated: Evaluated, started: float
             config.name,
             lambda folder: save_to_folder(model, setup, config.name, folder, list(run.heads)),
             manifest,
-            model_card(dataclasses.replace(manifest, kind=entry_kind(setup)), location=str(store.path(config.name))),
+            model_card(manifest, location=str(store.path(config.name))),  # manifest_for set its kind
         )
         result.store_entry = str(entry.path)
     manifest.wall_seconds = round(time.perf_counter() - started, 2)

@@ -60,6 +60,11 @@ def runs(*changes: dict, defaults: dict | None = None) -> str:
     return yaml.safe_dump(doc)
 
 
+def bad_train(name: str, content: str | bytes) -> dict:
+    """Files for a run on :data:`RUN` whose training file is ``bad/NAME`` holding ``content``."""
+    return {"c.yaml": cfg(data__data_files__train=f"bad/{name}"), f"bad/{name}": content}
+
+
 TOPICS = {
     "tasks": {
         "topics": {
@@ -326,47 +331,38 @@ CASES = [
         "malformed json line",
         TRAIN,
         ["train.jsonl, line 3", "not valid json"],
-        {
-            "c.yaml": cfg(data__data_files__train="bad/train.jsonl"),
-            "bad/train.jsonl": '{"premise": "a", "hypothesis": "b", "label": 0}\n\n{"premise": "a", "label":}\n',
-        },
+        bad_train("train.jsonl", '{"premise": "a", "hypothesis": "b", "label": 0}\n\n{"premise": "a", "label":}\n'),
     ),  # fmt: skip
     Case(
         "malformed json array",
         TRAIN,
         ["train.json, line 3", "not valid json"],
-        {
-            "c.yaml": cfg(data__data_files__train="bad/train.json"),
-            "bad/train.json": '[\n {"premise": "a", "hypothesis": "b", "label": 0},\n {"premise": }\n]\n',
-        },
+        bad_train("train.json", '[\n {"premise": "a", "hypothesis": "b", "label": 0},\n {"premise": }\n]\n'),
     ),  # fmt: skip
     Case(
         "ragged csv row",
         TRAIN,
         ["train.csv, line 3", "4 fields", "header has 3"],
-        {
-            "c.yaml": cfg(data__data_files__train="bad/train.csv"),
-            "bad/train.csv": "premise,hypothesis,label\na,b,0\nc,d,1,extra\n",
-        },
+        bad_train("train.csv", "premise,hypothesis,label\na,b,0\nc,d,1,extra\n"),
     ),  # fmt: skip
     Case(
         "data not utf-8",
         TRAIN,
         ["train.jsonl, line 2", "not utf-8", "0xe9"],
-        {
-            "c.yaml": cfg(data__data_files__train="bad/train.jsonl"),
-            "bad/train.jsonl": '{"premise": "a", "hypothesis": "b", "label": 0}\n{"premise": "caf\xe9", "hypothesis": "b", "label": 0}\n'.encode(
+        bad_train(
+            "train.jsonl",
+            '{"premise": "a", "hypothesis": "b", "label": 0}\n{"premise": "caf\xe9", "hypothesis": "b", "label": 0}\n'.encode(
                 "latin-1"
             ),
-        },
+        ),
     ),  # fmt: skip
     Case(
         "number where text belongs",
         TRAIN,
         ["train.jsonl, line 3", "holds 5, not text"],
-        {
-            "c.yaml": cfg(data__data_files__train="bad/train.jsonl"),
-            "bad/train.jsonl": "".join(
+        bad_train(
+            "train.jsonl",
+            "".join(
                 json.dumps(r) + "\n"
                 for r in [
                     {"premise": "a", "hypothesis": "b", "label": 0},
@@ -374,37 +370,34 @@ CASES = [
                     {"premise": 5, "hypothesis": "e", "label": 2},
                 ]
             ),
-        },
+        ),
     ),  # fmt: skip
     Case(
         "unseen label",
         TRAIN,
         ["train.jsonl, line 2", "'maybe'", "label set"],
-        {
-            "c.yaml": cfg(data__data_files__train="bad/train.jsonl"),
-            "bad/train.jsonl": '{"premise": "a", "hypothesis": "b", "label": 0}\n{"premise": "a", "hypothesis": "b", "label": "maybe"}\n',
-        },
+        bad_train(
+            "train.jsonl",
+            '{"premise": "a", "hypothesis": "b", "label": 0}\n{"premise": "a", "hypothesis": "b", "label": "maybe"}\n',
+        ),
     ),  # fmt: skip
     Case(
         "missing column",
         TRAIN,
         ["missing column(s) 'hypothesis'"],
-        {"c.yaml": cfg(data__data_files__train="bad/train.jsonl"), "bad/train.jsonl": '{"premise": "a", "label": 0}\n'},
+        bad_train("train.jsonl", '{"premise": "a", "label": 0}\n'),
     ),  # fmt: skip
     Case(
         "empty data file",
         TRAIN,
         ["is empty", "at least one row"],
-        {"c.yaml": cfg(data__data_files__train="bad/train.jsonl"), "bad/train.jsonl": "\n"},
+        bad_train("train.jsonl", "\n"),
     ),  # fmt: skip
     Case(
         "row without a value",
         TRAIN,
         ["train.jsonl, line 2", "no value for column 'hypothesis'"],
-        {
-            "c.yaml": cfg(data__data_files__train="bad/train.jsonl"),
-            "bad/train.jsonl": '{"premise": "a", "hypothesis": "b", "label": 0}\n{"premise": "a", "label": 1}\n',
-        },
+        bad_train("train.jsonl", '{"premise": "a", "hypothesis": "b", "label": 0}\n{"premise": "a", "label": 1}\n'),
     ),  # fmt: skip
     Case(
         "missing data file relative",

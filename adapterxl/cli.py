@@ -385,8 +385,15 @@ def tasks(files: tuple[str, ...]) -> None:
     multiple=True,
     help="Run only jobs of this kind (repeatable).",
 )
+@click.option(
+    "--question",
+    "questions",
+    multiple=True,
+    metavar="LABEL",
+    help="Run only the jobs of this question of the grid's questions: (repeatable), and the jobs they need.",
+)
 @_friendly_errors
-def run_grid_command(grid_file, results_dir, retry_failed, shard, only) -> None:
+def run_grid_command(grid_file, results_dir, retry_failed, shard, only, questions) -> None:
     """Run an experiment grid (intermediate x target x mode x seed ...); resumes where it stopped."""
     from .grid import load_grid, run_grid
 
@@ -397,7 +404,7 @@ def run_grid_command(grid_file, results_dir, retry_failed, shard, only) -> None:
     grid = load_grid(grid_file, results_dir)
     _apply_verbosity()
     counts = run_grid(grid, retry_failed=retry_failed, shard=(index, count), only=tuple(only) or None,
-                      echo=click.echo)  # fmt: skip
+                      echo=click.echo, questions=tuple(questions) or None)  # fmt: skip
     click.echo(", ".join(f"{k} {v}" for k, v in counts.items()) + f". Results: {grid.results_dir}")
     click.echo(f"Report: adapterxl report {grid.results_dir}")
     if counts.get("failed") or counts.get("blocked"):
@@ -411,8 +418,9 @@ def run_grid_command(grid_file, results_dir, retry_failed, shard, only) -> None:
 @click.option(
     "--measure", is_flag=True, help="First time a short run of each job kind on this machine (plan-probe.json)."
 )
+@click.option("--question", "questions", multiple=True, metavar="LABEL", help="Only the jobs of this question.")
 @_friendly_errors
-def plan_command(grid_file, results_dir, no_count, measure) -> None:
+def plan_command(grid_file, results_dir, no_count, measure, questions) -> None:
     """List a grid's jobs, which are done, and estimate their compute before anything runs."""
     from .grid import load_grid, plan, plan_summary, probe
 
@@ -426,7 +434,7 @@ def plan_command(grid_file, results_dir, no_count, measure) -> None:
     for path in grid.damaged():
         click.secho(f"Warning: {path} is damaged (not valid JSON): its job counts as not finished", fg="yellow")
     _apply_verbosity()
-    rows = plan(grid, count=not no_count)
+    rows = plan(grid, count=not no_count, questions=tuple(questions) or None)
     for r in rows:
         mark = "~" if r.get("tokens_source") == "estimate" else " "
         tokens = f"{mark}{r['train_tokens'] / 1e6:8.2f}M tok" if "train_tokens" in r else ""

@@ -56,7 +56,22 @@ GRID_KEYS = {
     "intermediate_sizes": "intermediate training-set sizes (null: all), the data-size axis",
     "retrieval": "retrieval tasks evaluated off every intermediate: a list, or {task: options}",
     "throughput": "real tokens per second for plan estimates: training by kind (adapter, full), and evaluation",
+    "questions": "research questions, each its own slice of the grid and its own report section: "
+    "{label: {ask: ..., intermediates: [labels], targets: [labels], modes, intermediate_sizes, retrieval, ...}}",
 }
+QUESTION_KEYS = {
+    "ask": "the question in one sentence (the title of its report section)",
+    "intermediates": "labels of the grid's intermediates it uses (default: all)",
+    "targets": "labels of the grid's targets it uses (default: all; [] for a retrieval-only question)",
+    "modes": "its modes (default: the grid's)",
+    "baselines": "its no-intermediate baselines (default: the grid's, else one per kind of mode)",
+    "intermediate_sizes": "its intermediate data sizes (default: the grid's)",
+    "retrieval": "its retrieval tasks (default: the grid's; a list inherits the grid's options)",
+    "compare": "pairs of setups the report differences seed by seed: [[stack on a, stack on b], ...]",
+    "figures": "the report's figures for it: heatmap, languages, uriel, scaling (default: all that apply)",
+    "answer": "optional: what the grid's authors concluded, printed under the question in the report",
+}
+FIGURE_KINDS = ("heatmap", "languages", "uriel", "scaling", "distance")
 JOB_KINDS = ("intermediate", "target", "retrieval")
 RETRIEVAL_OPTIONS = ("data", "layer", "batch_size", "direction", "bucc_dir")
 
@@ -110,6 +125,46 @@ class Grid:
 
     def job(self, job_id: str) -> Job:
         return next(j for j in self.jobs if j.id == job_id)
+
+    @property
+    def questions(self) -> dict[str, dict]:
+        """The grid's research questions (``questions:``), by label."""
+        return questions_of(self.source)
+
+    def question_jobs(self, questions: tuple[str, ...]) -> set[str]:
+        """The ids of the jobs of these questions and of every job they need."""
+        unknown = [q for q in questions if q not in self.questions]
+        if unknown:
+            known = list(self.questions)
+            raise ConfigError(
+                f"question {unknown[0]!r} is not one of grid {self.name}'s questions{suggest(unknown[0], known)}: "
+                f"use one of {known}"
+                if known
+                else f"grid {self.name} has no questions: block; drop --question"
+            )
+        wanted = {j.id for j in self.jobs if set(j.labels.get("questions", ())) & set(questions)}
+        todo = list(wanted)
+        while todo:
+            for need in self.job(todo.pop()).needs:
+                if need not in wanted:
+                    wanted.add(need)
+                    todo.append(need)
+        return wanted
+
+    def relabel(self) -> int:
+        """Bring the ``questions`` label of finished job records up to the grid file (a question added
+        or renamed later); labels are presentation, the record's results stay as they are. Returns the
+        count of records rewritten."""
+        changed = 0
+        for job in self.jobs:
+            record = read_record(self.result_path(job))
+            if record is not None and record.get("labels", {}).get("questions") != job.labels.get("questions"):
+                labels = {k: v for k, v in record.get("labels", {}).items() if k != "questions"}
+                if job.labels.get("questions"):
+                    labels["questions"] = job.labels["questions"]
+                _write(self.result_path(job), {**record, "labels": labels})
+                changed += 1
+        return changed
 
     # -- state on disk -----------------------------------------------------------------------------
 
@@ -241,8 +296,106 @@ def _list(value: Any, key: str, where: str, default: list) -> list:
     return value
 
 
+def _axes(doc: dict, where: str, has_intermediates: bool, has_targets: bool) -> tuple[list, list, list, list]:
+    """The modes, intermediate kinds, baselines and data sizes of a grid (or of one of its questions)."""
+    if doc.get("modes") and not has_intermediates:
+        raise ConfigError(f"{where}: modes {doc['modes']} need intermediates to build on: add intermediates")
+    modes = _list(doc.get("modes"), "modes", where, ["stack"]) if has_intermediates else []
+    bad = [m for m in modes if m not in GRID_MODES]
+    if bad:
+        raise ConfigError(
+            f"{where}: modes {bad} are not grid modes{suggest(bad[0], GRID_MODES)}; choose from {list(GRID_MODES)} "
+            f"(the no-intermediate runs are baselines: {list(BASELINES)})"
+        )
+    kinds = [k for k in BASELINES if k in {get_mode(m).kind for m in modes}]  # intermediates' kinds
+    baselines = doc.get("baselines", (kinds or ["adapter"]) if has_targets else [])
+    if not isinstance(baselines, list) or any(b not in BASELINES for b in baselines):
+        raise ConfigError(f"{where}: baselines must be a list of {list(BASELINES)}, got {baselines!r}")
+    sizes = _list(doc.get("intermediate_sizes"), "intermediate_sizes", where, [None])
+    if any(s is not None and (not isinstance(s, int) or isinstance(s, bool) or s <= 0) for s in sizes):
+        raise ConfigError(f"{where}: intermediate_sizes must be positive integers or null (all), got {sizes}")
+    return modes, kinds, baselines, sizes
+
+
+def _retrieval(value: Any, registry: TaskRegistry, where: str, options_of: dict | None = None) -> dict[str, dict]:
+    """``[tatoeba]`` or ``{tatoeba: {options}}`` -> {task: options}, checked; ``options_of``: the grid's
+    own retrieval options, which a question's list of names inherits."""
+    value = value or {}
+    if isinstance(value, list):
+        value = {t: dict((options_of or {}).get(t) or {}) for t in value}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: retrieval must be a list of tasks or {{task: options}}")
+    retrieval_tasks = sorted(n for n, t in registry.items() if t.kind == "retrieval")
+    for task, options in value.items():
+        if task not in retrieval_tasks:
+            raise ConfigError(
+                f"{where}: retrieval task {task!r} is not a retrieval task{suggest(task, retrieval_tasks)}: use one of "
+                f"{retrieval_tasks} (or declare one under tasks: with a retrieval family)"
+            )
+        if options is not None and not isinstance(options, dict):
+            raise ConfigError(f"{where}: retrieval.{task}: a mapping of options {list(RETRIEVAL_OPTIONS)}")
+        bad_options = [k for k in (options or {}) if k not in RETRIEVAL_OPTIONS]
+        if bad_options:
+            raise ConfigError(f"{where}: retrieval.{task} options {bad_options} unknown; use {list(RETRIEVAL_OPTIONS)}")
+        if (options or {}).get("data") is not None:
+            build(DataConfig, options["data"], f"{where}: retrieval.{task}.data")
+    return {t: dict(o or {}) for t, o in value.items()}
+
+
+def _subset(value: Any, pool: dict, key: str, where: str) -> list[str]:
+    """A question's intermediates / targets: labels of the grid's own (default: all of them)."""
+    if value is None:
+        return list(pool)
+    if not isinstance(value, list) or any(not isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: {key}: a list of labels of the grid's {key} ({', '.join(pool) or 'none'})")
+    unknown = [v for v in value if v not in pool]
+    if unknown:
+        raise ConfigError(
+            f"{where}: {key} {unknown} are not among the grid's {key}{suggest(unknown[0], list(pool))}: "
+            f"declare them under the grid's {key}: (one home per variant) and name them here"
+        )
+    return list(value)
+
+
+def questions_of(data: dict, where: str = "grid") -> dict[str, dict]:
+    """The grid's ``questions:`` block, checked: {label: {ask, compare, figures, ...}} (report metadata
+    included; the axes are checked by :func:`parse_grid`)."""
+    questions = data.get("questions")
+    if questions is None:
+        return {}
+    if not isinstance(questions, dict) or not questions:
+        raise ConfigError(f"{where}: questions: a mapping {{label: {{ask: ..., intermediates: [...], ...}}}}")
+    out = {}
+    for label, spec in questions.items():
+        at = f"{where}: questions.{label}"
+        if not NAME_PATTERN.match(str(label)) or "--" in str(label):
+            raise ConfigError(f"{at}: a question label is letters, digits, '_' and single '-'")
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{at}: a mapping with keys {sorted(QUESTION_KEYS)}")
+        check_keys(spec, QUESTION_KEYS, at)
+        if not isinstance(spec.get("ask"), str) or not spec["ask"].strip():
+            raise ConfigError(f"{at}: ask: the question in one sentence (the report's section title)")
+        compare = spec.get("compare") or []
+        if not isinstance(compare, list) or any(
+            not isinstance(p, list) or len(p) != 2 or not all(isinstance(x, str) for x in p) for p in compare
+        ):
+            raise ConfigError(
+                f"{at}: compare: pairs of setups as the report names them, e.g. "
+                "[[stack on nli-native, stack on nli-translated]]"
+            )
+        figures = spec.get("figures", list(FIGURE_KINDS))
+        if not isinstance(figures, list) or any(f not in FIGURE_KINDS for f in figures):
+            raise ConfigError(f"{at}: figures: a list of {list(FIGURE_KINDS)}, got {figures!r}")
+        out[str(label)] = {**spec, "compare": compare, "figures": figures}
+    return out
+
+
 def parse_grid(data: Any, where: str = "grid") -> Grid:
-    """Expand a grid document into jobs; every run config is validated here, before anything runs."""
+    """Expand a grid document into jobs; every run config is validated here, before anything runs.
+
+    With ``questions:``, each question expands its own choice of the grid's intermediates, targets,
+    modes, sizes and retrieval tasks (the grid's axes are its defaults); a job two questions share
+    is one job, labelled with both."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: a grid file is a mapping with keys {sorted(GRID_KEYS)}")
     check_keys(data, GRID_KEYS, where)
@@ -262,46 +415,14 @@ def parse_grid(data: Any, where: str = "grid") -> Grid:
         raise ConfigError(f"{where}: per_mode maps modes ({', '.join(MODE_NAMES)}) to run fields, got {per_mode!r}")
     intermediates = _variants(data.get("intermediates"), "intermediates", where)
     targets = _variants(data.get("targets"), "targets", where)
-    if not targets and not data.get("retrieval"):
+    questions = questions_of(data, where)
+    if not targets and not data.get("retrieval") and not any(q.get("retrieval") for q in questions.values()):
         raise ConfigError(f"{where}: list at least one target task (targets: [xnli, ...]) or retrieval task")
-    if data.get("modes") and not intermediates:
-        raise ConfigError(f"{where}: modes {data['modes']} need intermediates to build on: add intermediates")
-    modes = _list(data.get("modes"), "modes", where, ["stack"]) if intermediates else []
-    bad = [m for m in modes if m not in GRID_MODES]
-    if bad:
-        raise ConfigError(
-            f"{where}: modes {bad} are not grid modes{suggest(bad[0], GRID_MODES)}; choose from {list(GRID_MODES)} "
-            f"(the no-intermediate runs are baselines: {list(BASELINES)})"
-        )
-    kinds = [k for k in BASELINES if k in {get_mode(m).kind for m in modes}]  # intermediates' kinds
-    default_baselines = kinds or ["adapter"]
-    baselines = data.get("baselines", default_baselines if targets else [])
-    if not isinstance(baselines, list) or any(b not in BASELINES for b in baselines):
-        raise ConfigError(f"{where}: baselines must be a list of {list(BASELINES)}, got {baselines!r}")
     seeds = _list(data.get("seeds"), "seeds", where, [42])
     if any(not isinstance(s, int) or isinstance(s, bool) for s in seeds) or len(set(seeds)) != len(seeds):
         raise ConfigError(f"{where}: seeds must be distinct integers, got {seeds}")
     inter_seed = data.get("intermediate_seed", seeds[0])
-    sizes = _list(data.get("intermediate_sizes"), "intermediate_sizes", where, [None])
-    if any(s is not None and (not isinstance(s, int) or s <= 0) for s in sizes):
-        raise ConfigError(f"{where}: intermediate_sizes must be positive integers or null (all), got {sizes}")
-    retrieval = data.get("retrieval") or {}
-    if isinstance(retrieval, list):
-        retrieval = {t: {} for t in retrieval}
-    if not isinstance(retrieval, dict):
-        raise ConfigError(f"{where}: retrieval must be a list of tasks or {{task: options}}")
-    for task, options in retrieval.items():
-        retrieval_tasks = sorted(n for n, t in registry.items() if t.kind == "retrieval")
-        if task not in retrieval_tasks:
-            raise ConfigError(
-                f"{where}: retrieval task {task!r} is not a retrieval task{suggest(task, retrieval_tasks)}: use one of "
-                f"{retrieval_tasks} (or declare one under tasks: with a retrieval family)"
-            )
-        bad_options = [k for k in (options or {}) if k not in RETRIEVAL_OPTIONS]
-        if bad_options:
-            raise ConfigError(f"{where}: retrieval.{task} options {bad_options} unknown; use {list(RETRIEVAL_OPTIONS)}")
-        if (options or {}).get("data") is not None:
-            build(DataConfig, options["data"], f"{where}: retrieval.{task}.data")
+    retrieval = _retrieval(data.get("retrieval"), registry, where)
     throughput = data.get("throughput") or {}
     if not isinstance(throughput, dict) or any(
         k not in (*BASELINES, "evaluation") or not isinstance(v, (int, float)) or not v > 0
@@ -312,8 +433,24 @@ def parse_grid(data: Any, where: str = "grid") -> Grid:
             f"{{adapter: 30000, full: 20000, evaluation: 60000}} from benchmarks/training.py; got {throughput!r}"
         )
     results_dir = Path(data.get("results_dir") or Path("results") / name)
+    axes_of = {k: data[k] for k in ("modes", "baselines", "intermediate_sizes") if k in data}
+    # (question label or None, its intermediates, targets, axes document, retrieval tasks)
+    parts = [(None, list(intermediates), list(targets), axes_of, retrieval)]
+    if questions:
+        parts = []
+        for label, spec in questions.items():
+            at = f"{where}: questions.{label}"
+            inters = _subset(spec.get("intermediates"), intermediates, "intermediates", at)
+            tgts = _subset(spec.get("targets"), targets, "targets", at)
+            tasks = _retrieval(spec["retrieval"], registry, at, retrieval) if "retrieval" in spec else retrieval
+            if not tgts and not tasks:
+                raise ConfigError(f"{at}: it has no target and no retrieval task: name some (targets: [...])")
+            doc = {**axes_of, **{k: spec[k] for k in ("modes", "baselines", "intermediate_sizes") if k in spec}}
+            if not inters:
+                doc.pop("modes", None)
+            parts.append((label, inters, tgts, doc, tasks))
 
-    jobs: list[Job] = []
+    jobs: dict[str, Job] = {}
 
     def run_config(job_id: str, fields: dict, label: str) -> RunConfig:
         fields = {
@@ -324,103 +461,126 @@ def parse_grid(data: Any, where: str = "grid") -> Grid:
         }
         return RunConfig.from_dict(fields, f"{where}: {label}", registry)
 
-    for model in models:
-        m_label = model_label(model)
-        base = merge(defaults, {"model": model})
-        inter_jobs: dict[tuple[str, Any, str], Job] = {}
-        for i_label, spec in intermediates.items():
-            for size in sizes:
-                sized = merge(spec, {"data": {"max_train_examples": size}}) if size is not None else spec
-                suffix = "" if size is None else f"--n{size}"
-                for kind in kinds:
-                    job_id = f"{m_label}--{i_label}{suffix}--{kind}"
-                    fields = merge(merge(base, sized), {**per_mode.get(kind, {}), "mode": kind, "seed": inter_seed})
-                    labels = {"model": m_label, "intermediate": i_label, "size": size, "mode": kind}
-                    job = Job(
-                        job_id,
-                        "intermediate",
-                        model,
-                        labels,
-                        config=run_config(job_id, fields, f"intermediates.{i_label}"),
-                    )
-                    inter_jobs[(i_label, size, kind)] = job
-                    jobs.append(job)
-        for t_label, spec in targets.items():
-            for seed in seeds:
-                target = merge(base, {**spec, "seed": seed})
-                for b in baselines:
-                    job_id = f"{m_label}--{t_label}--{b}--s{seed}"
+    def add(job: Job, question: str | None) -> Job:
+        """Keep one job per id; a job that two questions share carries both labels."""
+        if question is not None:
+            job.labels["questions"] = [question]
+        if job.id in jobs:
+            kept = jobs[job.id]
+            same = (kept.kind, kept.config.to_dict() if kept.config else kept.retrieval) == (
+                job.kind,
+                job.config.to_dict() if job.config else job.retrieval,
+            )
+            if not same:
+                raise ConfigError(
+                    f"{where}: several different jobs are named {job.id}: give the variants distinct labels"
+                )
+            if question is not None and question not in kept.labels["questions"]:
+                kept.labels["questions"].append(question)
+            return kept
+        jobs[job.id] = job
+        return job
+
+    for question, inter_labels, target_labels, doc, retrieval_tasks in parts:
+        at = where if question is None else f"{where}: questions.{question}"
+        modes, kinds, baselines, sizes = _axes(doc, at, bool(inter_labels), bool(target_labels))
+        for model in models:
+            m_label = model_label(model)
+            base = merge(defaults, {"model": model})
+            inter_jobs: dict[tuple[str, Any, str], Job] = {}
+            for i_label in inter_labels:
+                spec = intermediates[i_label]
+                for size in sizes:
+                    sized = merge(spec, {"data": {"max_train_examples": size}}) if size is not None else spec
+                    suffix = "" if size is None else f"--n{size}"
+                    for kind in kinds:
+                        job_id = f"{m_label}--{i_label}{suffix}--{kind}"
+                        fields = merge(merge(base, sized), {**per_mode.get(kind, {}), "mode": kind, "seed": inter_seed})
+                        labels = {"model": m_label, "intermediate": i_label, "size": size, "mode": kind}
+                        job = Job(
+                            job_id, "intermediate", model, labels,
+                            config=run_config(job_id, fields, f"intermediates.{i_label}"),
+                        )  # fmt: skip
+                        inter_jobs[(i_label, size, kind)] = add(job, question)
+            for t_label in target_labels:
+                spec = targets[t_label]
+                for seed in seeds:
+                    target = merge(base, {**spec, "seed": seed})
+                    for b in baselines:
+                        job_id = f"{m_label}--{t_label}--{b}--s{seed}"
+                        labels = {
+                            "model": m_label,
+                            "target": t_label,
+                            "mode": b,
+                            "intermediate": None,
+                            "seed": seed,
+                            "size": None,
+                            "baseline": True,
+                        }
+                        fields = merge(target, {**per_mode.get(b, {}), "mode": b})
+                        job = Job(
+                            job_id, "target", model, labels, config=run_config(job_id, fields, f"targets.{t_label}")
+                        )
+                        add(job, question)
+                    for size in sizes:
+                        suffix = "" if size is None else f"--n{size}"
+                        for mode in modes:
+                            how = get_mode(mode)
+                            groups = [list(inter_labels)] if how.all_intermediates else [[i] for i in inter_labels]
+                            for group in groups:
+                                needed = [inter_jobs[(i, size, how.kind)] for i in group]
+                                on = how.grid_label(group[0])
+                                if how.all_intermediates and group != list(intermediates):  # a question's subset
+                                    on = "-".join([on, *group])
+                                job_id = f"{m_label}--{t_label}--{mode}--on-{on}{suffix}--s{seed}"
+                                if how.full:  # full fine-tuning continues from the intermediate's weights
+                                    inter_dir = Path(needed[0].config.run_dir) / "model"
+                                    fields = merge(
+                                        target, {**per_mode.get(mode, {}), "mode": mode, "model": str(inter_dir)}
+                                    )
+                                else:
+                                    names = [j.config.name for j in needed]
+                                    fields = merge(
+                                        target, {**per_mode.get(mode, {}), "mode": mode, "intermediate": names}
+                                    )
+                                labels = {
+                                    "model": m_label,
+                                    "target": t_label,
+                                    "mode": mode,
+                                    "intermediate": on,
+                                    "seed": seed,
+                                    "size": size,
+                                    "baseline": False,
+                                }
+                                config = run_config(job_id, fields, f"targets.{t_label}")
+                                job = Job(job_id, "target", model, labels, [j.id for j in needed], config=config)
+                                add(job, question)
+            for task, options in retrieval_tasks.items():
+                sources: list[tuple[str, Any, Job | None]] = [("none", None, None)]
+                sources += [(i, size, job) for (i, size, _kind), job in inter_jobs.items()]
+                for i_label, size, job in sources:
+                    kind = job.labels["mode"] if job else "base"
+                    suffix = "" if size is None else f"--n{size}"
+                    job_id = f"{m_label}--{task}--{i_label}{suffix}--{kind}"
+                    args = {"task_name": task, "store": base.get("store"), **options}
+                    if job is None:
+                        args["model"] = model
+                    elif get_mode(kind).full:
+                        args["model"] = str(Path(job.config.run_dir) / "model")
+                    else:
+                        args["adapter"] = job.config.name
                     labels = {
                         "model": m_label,
-                        "target": t_label,
-                        "mode": b,
-                        "intermediate": None,
-                        "seed": seed,
-                        "size": None,
-                        "baseline": True,
+                        "target": task,
+                        "mode": kind if job else "base",
+                        "intermediate": i_label,
+                        "seed": job.config.seed if job else None,
+                        "size": size,
+                        "baseline": job is None,
                     }
-                    fields = merge(target, {**per_mode.get(b, {}), "mode": b})
-                    jobs.append(
-                        Job(job_id, "target", model, labels, config=run_config(job_id, fields, f"targets.{t_label}"))
-                    )
-                for size in sizes:
-                    suffix = "" if size is None else f"--n{size}"
-                    for mode in modes:
-                        how = get_mode(mode)
-                        groups = [list(intermediates)] if how.all_intermediates else [[i] for i in intermediates]
-                        for group in groups:
-                            needed = [inter_jobs[(i, size, how.kind)] for i in group]
-                            on = how.grid_label(group[0])
-                            job_id = f"{m_label}--{t_label}--{mode}--on-{on}{suffix}--s{seed}"
-                            if how.full:  # full fine-tuning continues from the intermediate's weights
-                                inter_dir = Path(needed[0].config.run_dir) / "model"
-                                fields = merge(
-                                    target, {**per_mode.get(mode, {}), "mode": mode, "model": str(inter_dir)}
-                                )
-                            else:
-                                names = [j.config.name for j in needed]
-                                fields = merge(target, {**per_mode.get(mode, {}), "mode": mode, "intermediate": names})
-                            labels = {
-                                "model": m_label,
-                                "target": t_label,
-                                "mode": mode,
-                                "intermediate": on,
-                                "seed": seed,
-                                "size": size,
-                                "baseline": False,
-                            }
-                            config = run_config(job_id, fields, f"targets.{t_label}")
-                            jobs.append(Job(job_id, "target", model, labels, [j.id for j in needed], config=config))
-        for task, options in retrieval.items():
-            sources: list[tuple[str, Any, Job | None]] = [("none", None, None)]
-            sources += [(i, size, job) for (i, size, _kind), job in inter_jobs.items()]
-            for i_label, size, job in sources:
-                kind = job.labels["mode"] if job else "base"
-                suffix = "" if size is None else f"--n{size}"
-                job_id = f"{m_label}--{task}--{i_label}{suffix}--{kind}"
-                args = {"task_name": task, "store": base.get("store"), **(options or {})}
-                if job is None:
-                    args["model"] = model
-                elif get_mode(kind).full:
-                    args["model"] = str(Path(job.config.run_dir) / "model")
-                else:
-                    args["adapter"] = job.config.name
-                labels = {
-                    "model": m_label,
-                    "target": task,
-                    "mode": kind if job else "base",
-                    "intermediate": i_label,
-                    "seed": job.config.seed if job else None,
-                    "size": size,
-                    "baseline": job is None,
-                }
-                needs = [job.id] if job else []
-                jobs.append(Job(job_id, "retrieval", model, labels, needs, retrieval=args, registry=registry))
-    ids = [j.id for j in jobs]
-    dupes = sorted({i for i in ids if ids.count(i) > 1})
-    if dupes:
-        raise ConfigError(f"{where}: several jobs are named {dupes}: give the variants distinct labels")
-    return Grid(name, results_dir, jobs, {k: float(v) for k, v in throughput.items()}, data, registry)
+                    needs = [job.id] if job else []
+                    add(Job(job_id, "retrieval", model, labels, needs, retrieval=args, registry=registry), question)
+    return Grid(name, results_dir, list(jobs.values()), {k: float(v) for k, v in throughput.items()}, data, registry)
 
 
 def load_grid(path: str | Path, results_dir: str | Path | None = None) -> Grid:
@@ -514,12 +674,14 @@ def run_grid(
     only: tuple[str, ...] | None = None,
     echo=print,
     progress: bool = True,
+    questions: tuple[str, ...] | None = None,
 ) -> dict[str, int]:
     """Run every job not yet finished, in order (a job's needs come before it). Returns the count of
     jobs by final status: done, failed, blocked (a needed job failed or is not finished), skipped
     (other shards' or kinds). ``shard=(i, n)``: this process runs the jobs with index % n == i only;
     ``only``: the jobs of these kinds (intermediate, target, retrieval). The results folder is
-    locked while the grid runs (per shard): a second process on it is refused at once."""
+    locked while the grid runs (per shard): a second process on it is refused at once. ``questions``:
+    only the jobs of these questions (of the grid's ``questions:``), the jobs they need included."""
     stale = grid.stale()
     if stale:
         listing = "; ".join(f"{j}: {', '.join(keys[:4])}" for j, keys in list(stale.items())[:5])
@@ -533,7 +695,12 @@ def run_grid(
     unknown = [k for k in only or () if k not in JOB_KINDS]
     if unknown:
         raise ConfigError(f"only: unknown job kind(s) {unknown}; use intermediate, target, retrieval")
-    mine = [j for i, j in enumerate(grid.jobs) if i % count == index and (not only or j.kind in only)]
+    wanted = grid.question_jobs(questions) if questions else None
+    mine = [
+        j
+        for i, j in enumerate(grid.jobs)
+        if i % count == index and (not only or j.kind in only) and (wanted is None or j.id in wanted)
+    ]
     with grid.lock(shard):
         return _run_jobs(grid, mine, retry_failed, echo, progress)
 
@@ -546,6 +713,7 @@ def _run_jobs(grid: Grid, mine: list[Job], retry_failed: bool, echo, progress: b
     grid.results_dir.mkdir(parents=True, exist_ok=True)
     grid.clean(echo)
     (grid.results_dir / "grid.yaml").write_text(dump_yaml(grid.source), encoding="utf-8")
+    grid.relabel()
     todo = [j for j in mine if grid.status(j) == "pending" or (retry_failed and grid.status(j) == "failed")]
     # Every run that can start (its needs done or to do here) is checked before the first trains.
     will_exist = {j.id for j in grid.jobs if grid.status(j) == "done"} | {j.id for j in todo}
@@ -624,18 +792,21 @@ def measured_throughput(grid: Grid) -> dict[tuple[str, str], float]:
     return {k: tokens[k] / seconds[k] for k in tokens if seconds[k] > 0}
 
 
-def plan(grid: Grid, count: bool = True) -> list[dict]:
+def plan(grid: Grid, count: bool = True, questions: tuple[str, ...] | None = None) -> list[dict]:
     """One row per job: id, kind, status, needs, and (``count``) training / evaluation tokens and an
     estimate of seconds (:func:`adapterxl.cost.run_seconds`) from measured throughput (finished jobs
     of the same backbone and kind) or the grid's ``throughput``. Token counts are cached in
-    ``<results_dir>/plan-tokens.json``."""
+    ``<results_dir>/plan-tokens.json``. ``questions``: only those questions' jobs (and what they need)."""
     cache_path = grid.results_dir / "plan-tokens.json"
     cache = _read(cache_path) if cache_path.is_file() else {}
     measured = measured_throughput(grid)
     probe_path = grid.results_dir / "plan-probe.json"
     probe = read_record(probe_path) or {}  # None when missing or damaged
     rows = []
+    wanted = grid.question_jobs(questions) if questions else None
     for job in grid.jobs:
+        if wanted is not None and job.id not in wanted:
+            continue
         row = {"id": job.id, "kind": job.kind, "status": grid.status(job), "needs": job.needs, **job.labels}
         if count and job.config is not None:
             spec = job.config.to_dict()

@@ -95,6 +95,7 @@ def attention_table(attention: dict[str, dict[str, float]]) -> str:
 # Languages with little pretraining text in XLM-R's CC-100 (highlighted in scaling curves).
 LOW_RESOURCE = (
     "af",
+    "am",
     "eu",
     "gu",
     "ht",
@@ -182,11 +183,12 @@ def grid_rows(records: list[dict]) -> list[dict]:
         scores = [benchmark_scores(task, s) for s in per_seed]
         languages = sorted(set().union(*per_seed))
         spread = {lang: _mean_std([s[lang] for s in per_seed if lang in s]) for lang in languages}
-        zero_shot = [
-            sum(v for lang, v in s.items() if lang != SOURCE_LANGUAGE) / n
-            for s in per_seed
+        zero_shot_by_seed = {
+            m["labels"].get("seed"): sum(v for lang, v in s.items() if lang != SOURCE_LANGUAGE) / n
+            for m, s in zip(members, per_seed, strict=True)
             if (n := sum(lang != SOURCE_LANGUAGE for lang in s))
-        ]
+        }
+        zero_shot = list(zero_shot_by_seed.values())
         row = {
             "model": model,
             "target": target,
@@ -197,6 +199,8 @@ def grid_rows(records: list[dict]) -> list[dict]:
             "metric": metric_name(members[0]),
             "languages": {lang: m for lang, (m, _) in spread.items()},
             "languages_std": {lang: sd for lang, (_, sd) in spread.items()},
+            "zero_shot_seeds": zero_shot_by_seed,
+            "language_seeds": {m["labels"].get("seed"): s for m, s in zip(members, per_seed, strict=True)},
         }
         for key in ("xtreme", "xtreme_r", "all"):
             values = [s[key] for s in scores if s[key] is not None]
@@ -220,6 +224,8 @@ def grid_rows(records: list[dict]) -> list[dict]:
                 r[f"{name}_languages"] = {
                     lang: v - ref["languages"][lang] for lang, v in r["languages"].items() if lang in ref["languages"]
                 }
+            if name == "delta" and ref and r["zero_shot"] is not None and ref["zero_shot"] is not None:
+                r["delta_zero_shot"] = r["zero_shot"] - ref["zero_shot"]
     return rows
 
 
@@ -308,6 +314,148 @@ def _markdown(header: list[str], body: list[list]) -> str:
     return "\n".join([*lines, *("| " + " | ".join(str(c) for c in row) + " |" for row in body)])
 
 
+def grid_questions(results_dir: Path, records: list[dict]) -> dict[str, dict]:
+    """The research questions of a grid's results: ``questions:`` of the ``grid.yaml`` the run saved,
+    plus any question a finished job is labelled with that the file no longer names."""
+    from .config import read_yaml
+    from .grid import questions_of
+
+    questions: dict[str, dict] = {}
+    path = results_dir / "grid.yaml"
+    if path.is_file():
+        try:
+            data = read_yaml(path, "grid file")
+            questions = questions_of(data, str(path)) if isinstance(data, dict) else {}
+        except ConfigError:
+            questions = {}
+    for record in records:
+        for q in record.get("labels", {}).get("questions", ()):
+            questions.setdefault(q, {"ask": q, "compare": [], "figures": ["heatmap", "languages", "uriel", "scaling"]})
+    return questions
+
+
+def paired_difference(a: dict, b: dict) -> dict | None:
+    """Setup ``a`` minus setup ``b`` (two :func:`grid_rows` rows of one target), seed by seed: the
+    zero-shot average's mean and std over the seeds both have, and the mean per language."""
+    seeds = sorted(set(a.get("zero_shot_seeds", {})) & set(b.get("zero_shot_seeds", {})), key=str)
+    if not seeds:
+        return None
+    diffs = [a["zero_shot_seeds"][s] - b["zero_shot_seeds"][s] for s in seeds]
+    mean, std = _mean_std(diffs)
+    langs = sorted(set(a["languages"]) & set(b["languages"]))
+    per_language = {
+        lang: sum(a["language_seeds"][s].get(lang, 0.0) - b["language_seeds"][s].get(lang, 0.0) for s in seeds)
+        / len(seeds)
+        for lang in langs
+    }
+    wins = sum(d > 0 for d in diffs)
+    return {"mean": mean, "std": std, "seeds": len(seeds), "wins": wins, "languages": per_language}
+
+
+def _question_lines(
+    label: str, question: dict, rows: list[dict], retrieval: list[dict], correlations: list[dict]
+) -> list[str]:
+    lines = ["", f"## {label}: {' '.join(str(question['ask']).split())}", ""]
+    if question.get("answer"):
+        lines += [f"*Answer:* {' '.join(str(question['answer']).split())}", ""]
+    if rows:
+        targets = list(dict.fromkeys(r["target"] for r in rows))
+        setups = list(dict.fromkeys(r["setup"] for r in rows))
+        cells = {(r["setup"], r["target"]): r for r in rows}
+        body = []
+        for setup in setups:
+            line = [setup]
+            for t in targets:
+                r = cells.get((setup, t))
+                if r is None:
+                    line.append("-")
+                    continue
+                delta = "" if r["labels"].get("baseline") else f" ({_signed(r.get('delta_zero_shot'))})"
+                line.append(f"{_cell(r['zero_shot'], r['zero_shot_std'])}{delta}")
+            body.append(line)
+        lines += [
+            f"Zero-shot average over the target's non-English languages, {_seed_phrase(rows)} of the target "
+            "training; in brackets: the change against the no-intermediate baseline of the same kind.",
+            "",
+            _markdown(
+                ["setup", *(f"{t} ({_metric_phrase([r for r in rows if r['target'] == t])})" for t in targets)], body
+            ),  # fmt: skip
+        ]
+        for t in targets:
+            mine = [r for r in rows if r["target"] == t]
+            langs = sorted({lang for r in mine for lang in r["languages"]}, key=lambda x: (x != SOURCE_LANGUAGE, x))
+            body = [[r["setup"], *(_cell(r["languages"].get(lang)) for lang in langs)] for r in mine]
+            lines += ["", f"### {t}: per language (mean over seeds)", "", _markdown(["setup", *langs], body)]
+    for a_name, b_name in question.get("compare") or []:
+        body = []
+        for t in dict.fromkeys(r["target"] for r in rows):
+            a = next((r for r in rows if r["target"] == t and r["setup"] == a_name), None)
+            b = next((r for r in rows if r["target"] == t and r["setup"] == b_name), None)
+            d = paired_difference(a, b) if a and b else None
+            if d is None:
+                body.append([t, "not both run", "", "", ""])
+                continue
+            per_language = ", ".join(f"{lang} {v:+.1f}" for lang, v in d["languages"].items())
+            body.append(
+                [t, f"{d['mean']:+.1f} ± {d['std']:.1f}", d["seeds"], f"{d['wins']}/{d['seeds']}", per_language]
+            )
+        lines += [
+            "",
+            f"### {a_name} minus {b_name}",
+            "",
+            "Paired by seed: the zero-shot average's difference, mean ± std over the seeds; wins: seeds where the "
+            "first is ahead; per language: the mean difference (English included).",
+            "",
+            _markdown(["target", "zero-shot difference", "seeds", "wins", "per language"], body),
+        ]
+    if retrieval:
+        families = _families(sorted({lang for r in retrieval for lang in r["languages"]}))
+        langs = sorted({lang for r in retrieval for lang in r["languages"]})
+        body = [
+            [r["target"], r["setup"], _cell(r["all"]), _signed(r.get("delta")),
+             *(_cell(r["languages"].get(lang)) for lang in langs)]
+            for r in retrieval
+        ]  # fmt: skip
+        lines += [
+            "",
+            "### Retrieval: top-1 accuracy per language (both directions averaged)",
+            "",
+            _markdown(["task", "setup", "average", "vs plain", *langs], body),
+        ]
+        if families:
+            lines += [
+                "",
+                "Language families (URIEL): "
+                + ", ".join(
+                    f"{lang} {families[lang]}" + (" (low-resource)" if lang in LOW_RESOURCE else "") for lang in langs
+                ),  # fmt: skip
+            ]
+    if correlations:
+        body = [
+            [c["target"], c["setup"], c["distance"], f"{c['spearman']:+.2f}", f"{c['p_value']:.3f}", c["languages"]]
+            for c in correlations
+        ]
+        lines += [
+            "",
+            "### Gain vs distance to English (URIEL, Spearman over languages)",
+            "",
+            _markdown(["target", "setup", "distance", "rho", "p", "languages"], body),
+        ]
+    return lines
+
+
+def _families(langs: list[str]) -> dict[str, str]:
+    """Top-level URIEL family of each language code ({} without lang2vec)."""
+    if not _haslang2vec():
+        return {}
+    from .tasks.retrieval import lang2vec, language_families
+
+    letters = lang2vec().LETTER_CODES
+    codes = {lang: URIEL_CODES.get(lang, letters.get(lang, lang)) for lang in langs}
+    found = language_families([f"{c}_Xxxx" for c in codes.values()])
+    return {lang: found[f"{c}_Xxxx"] for lang, c in codes.items()}
+
+
 def build_report(
     results_dir: str | Path,
     out_dir: str | Path | None = None,
@@ -342,6 +490,24 @@ def build_report(
     correlations = similarity_correlations(rows) if _haslang2vec() else []
 
     smoke = is_smoke_run(records)
+    questions = grid_questions(results_dir, records)
+    written: list[Path] = []
+    sections: list[str] = []
+    for label, question in questions.items():
+        mine = [r for r in rows if label in r["labels"].get("questions", ())]
+        mine_retrieval = [r for r in retrieval if label in r["labels"].get("questions", ())]
+        uriel = "uriel" in question["figures"] or "distance" in question["figures"]
+        q_correlations = [
+            c for c in correlations if any((c["target"], c["setup"]) == (r["target"], r["setup"]) for r in mine)
+        ] if uriel else []  # fmt: skip
+        if uriel and _haslang2vec():
+            q_correlations += similarity_correlations(mine_retrieval)
+        sections += _question_lines(label, question, mine, mine_retrieval, q_correlations)
+        if plots and question["figures"]:
+            figures = plot_grid(mine, out, highlight, correlations=q_correlations, smoke=smoke,
+                                kinds=tuple(question["figures"]), prefix=label, retrieval=mine_retrieval)  # fmt: skip
+            written += figures
+            sections += ["", *(f"![{f.stem}]({f.name})" for f in figures if f.suffix == ".png")]
     parts = [
         f"# Grid report: {results_dir}",
         "",
@@ -351,6 +517,9 @@ def build_report(
         "benchmark that were evaluated; delta: against the no-intermediate baseline of the same kind (adapter "
         "modes: adapter, full: full); vs full: against full fine-tuning without intermediate task.",
     ]
+    if questions:
+        parts += ["", f"Questions: {', '.join(questions)}; every setup's tables follow them.", *sections, "",
+                  "# All setups"]  # fmt: skip
     for model in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == model]
         targets = list(dict.fromkeys(r["target"] for r in mine))
@@ -476,8 +645,8 @@ def build_report(
             for lang, v in language_scores(rec).items():
                 lab = rec["labels"]
                 writer.writerow([rec["job"], lab["model"], lab["target"], setup_label(lab), lab.get("seed"), lang, v])
-    written = [out / "results.csv", out / "languages.csv"]
-    if plots:
+    written = [out / "results.csv", out / "languages.csv", *written]
+    if plots and not questions:  # a grid with questions has its figures in their sections
         figures = plot_grid(rows, out, highlight, correlations=correlations, smoke=smoke)
         written += figures
         pngs = [p for p in figures if p.suffix == ".png"]
@@ -603,13 +772,19 @@ def plot_grid(
     correlations: list[dict] | None = None,
     smoke: bool = False,
     figures: dict | None = None,
+    kinds: tuple[str, ...] = ("heatmap", "languages", "uriel", "scaling"),
+    prefix: str = "",
+    retrieval: list[dict] | None = None,
 ) -> list[Path]:
     """Figures, each as PNG, PDF and SVG (same stem): intermediate x target heatmaps of the deltas
     (per backbone, one panel per mode, one shared colour scale), per-language gain bars with error
     bars over seeds (per backbone and target), gain vs URIEL distance to English (per backbone,
     target and setup, from ``correlations``) and data-size scaling curves (per backbone, target,
     intermediate and mode, plus one per backbone and target across setups). ``smoke``: watermark
-    every figure. ``figures``, when given, is filled with ``{png name: matplotlib figure}`` (closed)."""
+    every figure. ``figures``, when given, is filled with ``{png name: matplotlib figure}`` (closed).
+    ``kinds``: which of these to draw (``distance``: one figure of every language's mean gain, over
+    the target setups and over the ``retrieval`` rows, against its URIEL distances); ``prefix``:
+    put before every file name (a grid question's label)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -619,14 +794,21 @@ def plot_grid(
     figures = {} if figures is None else figures
 
     def save(fig, stem: str) -> None:
+        stem = _slug(prefix, stem) if prefix else stem
         written.extend(_save(fig, out / f"{stem}.png", smoke))
         figures[f"{stem}.png"] = fig
 
     with matplotlib.rc_context(_RC):
-        _plot_heatmaps(rows, save)
-        _plot_language_bars(rows, save)
-        _plot_uriel(rows, correlations or [], highlight, save)
-        _plot_scaling(rows, highlight, save)
+        if "heatmap" in kinds:
+            _plot_heatmaps(rows, save)
+        if "languages" in kinds:
+            _plot_language_bars(rows, save)
+        if "uriel" in kinds:
+            _plot_uriel(rows, correlations or [], highlight, save)
+        if "scaling" in kinds:
+            _plot_scaling(rows, highlight, save)
+        if "distance" in kinds:
+            _plot_distance(rows, retrieval or [], highlight, save)
     return written
 
 
@@ -1013,6 +1195,70 @@ def _plot_scaling(rows: list[dict], highlight, save) -> None:
         ax.set_title(_wrap(f"{model} / {target}: XTREME average by intermediate data size ({_seed_phrase(flat)})", 4.8))
         fig.legend(loc="outside right upper", frameon=False, title="setup")
         save(fig, _slug("scaling", model, target))
+
+
+def language_gains(rows: list[dict]) -> dict[str, list[float]]:
+    """Every zero-shot language's gains (delta against the baseline) over the given setups."""
+    gains: dict[str, list[float]] = {}
+    for r in rows:
+        for lang, g in (r.get("delta_languages") or {}).items():
+            if lang != SOURCE_LANGUAGE:
+                gains.setdefault(lang, []).append(g)
+    return gains
+
+
+def _plot_distance(rows: list[dict], retrieval: list[dict], highlight, save) -> None:
+    """One figure per backbone: each language's mean gain over the target setups (circles) and over
+    the retrieval setups (triangles) against its URIEL genetic, geographic and syntactic distance to
+    English, with Spearman's rho of each set of points."""
+    import matplotlib.pyplot as plt
+    from scipy.stats import spearmanr
+
+    for model in dict.fromkeys(r["model"] for r in [*rows, *retrieval]):
+        sets = {
+            "target tasks": language_gains([r for r in rows if r["model"] == model and not r["labels"].get("size")]),
+            "retrieval": language_gains([r for r in retrieval if r["model"] == model]),
+        }
+        sets = {k: {lang: sum(v) / len(v) for lang, v in g.items()} for k, g in sets.items() if g}
+        if not sets:
+            continue
+        distances = uriel_distances(sorted({lang for g in sets.values() for lang in g}))
+        if not distances:
+            continue
+        names = list(URIEL_FEATURES)
+        fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names) + 0.6, 3.6), sharey=True, squeeze=False,
+                                 layout="constrained")  # fmt: skip
+        markers = {"target tasks": "o", "retrieval": "^"}
+        labelled = []
+        for ax, name in zip(axes[0], names, strict=True):
+            title = []
+            for kind, gains in sets.items():
+                langs = [lang for lang in gains if name in distances.get(lang, {})]
+                x = [distances[lang][name] for lang in langs]
+                y = [gains[lang] for lang in langs]
+                ax.scatter(x, y, s=26, marker=markers[kind], zorder=2, edgecolors="white", linewidths=0.5,
+                           c=["tab:red" if lang in highlight else "tab:blue" for lang in langs])  # fmt: skip
+                if len(langs) >= 3:
+                    rho = spearmanr(x, y)[0]
+                    title.append(f"{kind}: ρ = {rho:+.2f} (n = {len(langs)})")
+                labelled.append((ax, [f"{lang}" for lang in langs], x, y))
+            ax.axhline(0, color="0.5", linewidth=0.7, linestyle=":")
+            ax.set_title("\n".join([f"URIEL {name}", *title]), fontsize=8)
+            ax.set_xlabel(f"{name} distance to English")
+            ax.margins(x=0.15, y=0.15)
+        axes[0][0].set_ylabel("mean gain vs no-intermediate\nbaseline (points)")
+        legend = [
+            plt.Line2D([], [], marker="o", linestyle="", color="0.4", label="target tasks (mean over setups)"),
+            plt.Line2D([], [], marker="^", linestyle="", color="0.4", label="retrieval (mean over adapters)"),
+            plt.Line2D([], [], marker="s", linestyle="", color="tab:blue", label="language"),
+            plt.Line2D([], [], marker="s", linestyle="", color="tab:red", label="low-resource language"),
+        ]
+        fig.legend(handles=legend, loc="outside lower center", ncol=4, frameon=False)
+        fig.suptitle(_wrap(f"{model}: gain per language vs distance to English", 3.2 * len(names), 10), fontsize=10)
+        fig.canvas.draw()
+        for ax, langs, x, y in labelled:
+            place_labels(ax, langs, x, y)
+        save(fig, _slug("distance", model))
 
 
 def _watermark(fig) -> None:

@@ -727,8 +727,15 @@ def retrieve(
     layer = default_layer(backbone.config.num_hidden_layers) if layer is None else layer
     max_length = data.max_seq_length or task.family.default_max_length
 
+    encoded: dict[tuple[str, ...], Any] = {}
+
     def encode(sentences: list[str]):
-        return embed(backbone, tokenizer, sentences, layer, batch_size, max_length, bf16)
+        """Sentence embeddings, once per list: a pivot's sentences (FLORES: English) are the same for
+        every language, and encoding them again for each was half of a retrieval job's time."""
+        key = tuple(sentences)
+        if key not in encoded:
+            encoded[key] = embed(backbone, tokenizer, sentences, layer, batch_size, max_length, bf16)
+        return encoded[key]
 
     def rows(split: str, language: str):
         return retrieval_rows(task, language, split, data)

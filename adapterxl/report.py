@@ -359,20 +359,12 @@ def _question_lines(
     if question.get("answer"):
         lines += [f"*Answer:* {' '.join(str(question['answer']).split())}", ""]
     if rows:
-        targets = list(dict.fromkeys(r["target"] for r in rows))
-        setups = list(dict.fromkeys(r["setup"] for r in rows))
-        cells = {(r["setup"], r["target"]): r for r in rows}
-        body = []
-        for setup in setups:
-            line = [setup]
-            for t in targets:
-                r = cells.get((setup, t))
-                if r is None:
-                    line.append("-")
-                    continue
-                delta = "" if r["labels"].get("baseline") else f" ({_signed(r.get('delta_zero_shot'))})"
-                line.append(f"{_cell(r['zero_shot'], r['zero_shot_std'])}{delta}")
-            body.append(line)
+
+        def zero_shot(r: dict) -> str:
+            delta = "" if r["labels"].get("baseline") else f" ({_signed(r.get('delta_zero_shot'))})"
+            return f"{_cell(r['zero_shot'], r['zero_shot_std'])}{delta}"
+
+        targets, body = _setups_by_target(rows, zero_shot)
         lines += [
             f"Zero-shot average over the target's non-English languages, {_seed_phrase(rows)} of the target "
             "training; in brackets: the change against the no-intermediate baseline of the same kind.",
@@ -442,6 +434,17 @@ def _question_lines(
             _markdown(["target", "setup", "distance", "rho", "p", "languages"], body),
         ]
     return lines
+
+
+def _setups_by_target(rows: list[dict], cell) -> tuple[list[str], list[list]]:
+    """The targets, and one table line per setup: its name, then ``cell(row)`` per target ("-": not run)."""
+    targets = list(dict.fromkeys(r["target"] for r in rows))
+    cells = {(r["setup"], r["target"]): r for r in rows}
+    body = [
+        [setup, *("-" if (setup, t) not in cells else cell(cells[(setup, t)]) for t in targets)]
+        for setup in dict.fromkeys(r["setup"] for r in rows)
+    ]
+    return targets, body
 
 
 def _families(langs: list[str]) -> dict[str, str]:
@@ -522,16 +525,9 @@ def build_report(
                   "# All setups"]  # fmt: skip
     for model in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == model]
-        targets = list(dict.fromkeys(r["target"] for r in mine))
-        setups = list(dict.fromkeys(r["setup"] for r in mine))
-        cells = {(r["setup"], r["target"]): r for r in mine}
-        body = []
-        for setup in setups:
-            line = [setup]
-            for t in targets:
-                r = cells.get((setup, t))
-                line.append("-" if r is None else f"{_cell(r['xtreme'], r['xtreme_std'])} ({_signed(r.get('delta'))})")
-            body.append(line)
+        targets, body = _setups_by_target(
+            mine, lambda r: f"{_cell(r['xtreme'], r['xtreme_std'])} ({_signed(r.get('delta'))})"
+        )
         parts += [
             "",
             f"## {model}: XTREME score per target (delta against baseline)",

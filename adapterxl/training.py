@@ -281,6 +281,9 @@ def train(
         seed=seed,
         data_seed=seed,
         bf16=use_bf16(cfg.bf16),
+        # transformers refuses bf16 without a bf16 GPU unless told to run on the CPU (AVX512-BF16 CPUs
+        # gain about 2x from it: benchmarks/RESULTS.md, levers)
+        use_cpu=use_bf16(cfg.bf16) and not torch.cuda.is_available(),
         group_by_length=cfg.group_by_length and not batches,
         length_column_name="length",
         remove_unused_columns=False,

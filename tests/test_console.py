@@ -84,6 +84,27 @@ def test_a_tensorboard_run_writes_the_dev_metric_through_the_trainer(tmp_path, n
     assert len(scalars["train/loss"]) == 5
 
 
+def test_bf16_trains_on_a_cpu_when_asked(tmp_path, nli_files):
+    """``training.bf16: true`` on a machine without a GPU: bf16 autocast on the CPU (transformers
+    alone refuses it there), and the run learns like the float32 one."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this checks the CPU path")
+    results = {}
+    for bf16 in (False, True):
+        config = RunConfig.from_dict(
+            run_config(
+                tmp_path / str(bf16),
+                task="mnli",
+                data={"data_files": nli_files["mnli"], "languages": ["en"], "max_train_examples": 64},
+                training={"epochs": 2, "batch_size": 16, "bf16": bf16},
+            )  # fmt: skip
+        )
+        results[bf16] = run(config).metrics["en"]["accuracy"]
+    assert abs(results[True] - results[False]) <= 10, results
+
+
 @pytest.mark.parametrize(
     ("training", "message"),
     [

@@ -257,3 +257,25 @@ def test_bad_retrieval_declarations_are_clear_errors(tmp_path, change, message):
     corpora = _declared_retrieval(tmp_path, "aligned_corpora")["my_parallel"]
     with pytest.raises(ConfigError, match="pivot"):
         BUILTIN.declare({"bad": {**corpora, "pivot": "de"}})  # the pivot is one of the languages
+
+
+def test_the_pivots_sentences_are_encoded_once_per_retrieval(tmp_path, monkeypatch):
+    from adapterxl import embeddings  # retrieve imports embed from it when it runs
+    from adapterxl.tasks import BUILTIN
+
+    registry = BUILTIN.declare(_declared_retrieval(tmp_path, "aligned_corpora"))
+    calls = []
+    real = embeddings.embed
+
+    def counting(backbone, tokenizer, sentences, *args):
+        calls.append(list(sentences))
+        return real(backbone, tokenizer, sentences, *args)
+
+    monkeypatch.setattr(embeddings, "embed", counting)
+    out = retrieve("my_parallel", model="tiny-xlmr", tasks=registry)
+    english = [{"text": s} for s in parallel("ru", 16)[1]]
+    assert len(calls) == 3  # de, en (once, not once per language), ru
+    assert sum(c == [r["text"] for r in english] for c in calls) == 1
+    assert set(out["metrics"]) == {"de", "ru"}
+    monkeypatch.setattr(embeddings, "embed", real)
+    assert retrieve("my_parallel", model="tiny-xlmr", tasks=registry)["metrics"] == out["metrics"]

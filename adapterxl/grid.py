@@ -630,6 +630,7 @@ def execute(job: Job) -> dict:
             "run_dir": result.run_dir,
             "train_seconds": m.train_seconds,
             "train_tokens": m.train_tokens,
+            "train_examples": m.data_sizes.get("train") if isinstance(m.data_sizes.get("train"), int) else None,
             "parameters": m.parameters,
             "dev": {k: m.dev.get(k) for k in ("best", "best_step", "steps")},
             "fusion_attention": (m.fusion or {}).get("attention"),

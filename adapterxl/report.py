@@ -314,6 +314,37 @@ def _markdown(header: list[str], body: list[list]) -> str:
     return "\n".join([*lines, *("| " + " | ".join(str(c) for c in row) + " |" for row in body)])
 
 
+def setup_order(row: dict) -> tuple:
+    """Rows in reading order: per backbone and target, baselines first, then by mode, intermediate
+    and data size (numerically, all data last)."""
+    labels = row["labels"]
+    size = labels.get("size")
+    return (row["model"], row["target"], not labels.get("baseline"), labels.get("mode") or "",
+            str(labels.get("intermediate") or ""), float("inf") if size is None else size)  # fmt: skip
+
+
+def intermediate_examples(records: list[dict]) -> dict[tuple[str, str], int]:
+    """Training examples of each all-data intermediate job, by (backbone, intermediate label): from its
+    record (``train_examples``), else from its run's manifest when the run folder is still there."""
+    out = {}
+    for r in records:
+        labels = r.get("labels", {})
+        if r.get("kind") != "intermediate" or labels.get("size") is not None:
+            continue
+        n = r.get("train_examples")
+        manifest = Path(r.get("run_dir") or "") / "manifest.json"
+        if n is None and r.get("run_dir") and manifest.is_file():
+            import json
+
+            try:
+                n = json.loads(manifest.read_text(encoding="utf-8")).get("data_sizes", {}).get("train")
+            except (OSError, ValueError):
+                n = None
+        if isinstance(n, int):
+            out[(labels["model"], labels["intermediate"])] = n
+    return out
+
+
 def grid_questions(results_dir: Path, records: list[dict]) -> dict[str, dict]:
     """The research questions of a grid's results: ``questions:`` of the ``grid.yaml`` the run saved,
     plus any question a finished job is labelled with that the file no longer names."""
@@ -488,8 +519,13 @@ def build_report(
     out = Path(out_dir) if out_dir else results_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     rows = grid_rows([r for r in records if r["kind"] == "target"])
-    rows.sort(key=lambda r: (r["model"], r["target"], not r["labels"].get("baseline"), r["setup"]))
-    retrieval = grid_rows([r for r in records if r["kind"] == "retrieval"])
+    examples = intermediate_examples(records)
+    for r in rows:  # an all-data setup's place on a data-size axis: its intermediate's training-set size
+        labels = r["labels"]
+        if not labels.get("baseline") and labels.get("size") is None:
+            r["intermediate_examples"] = examples.get((labels["model"], labels["intermediate"]))
+    rows.sort(key=setup_order)
+    retrieval = sorted(grid_rows([r for r in records if r["kind"] == "retrieval"]), key=setup_order)
     correlations = similarity_correlations(rows) if _haslang2vec() else []
 
     smoke = is_smoke_run(records)
@@ -1089,17 +1125,25 @@ def _plot_scaling(rows: list[dict], highlight, save) -> None:
     curves = {}
     for r in sized:
         curves.setdefault((r["model"], r["target"], r["labels"]["intermediate"], r["labels"]["mode"]), []).append(r)
-    curves = {k: sorted(v, key=lambda r: r["labels"]["size"]) for k, v in curves.items() if len(v) >= 2}
     full = {
         (r["model"], r["target"], r["labels"]["intermediate"], r["labels"]["mode"]): r
         for r in rows
         if not r["labels"].get("size") and not r["labels"].get("baseline")
     }
+    for key, v in curves.items():  # the all-data setup is the curve's last point when its size is known
+        whole = full.get(key)
+        n = (whole or {}).get("intermediate_examples")
+        if n and n > max(r["labels"]["size"] for r in v):
+            v.append({**whole, "labels": {**whole["labels"], "size": n}, "all_data": True})
+            full.pop(key)
+    curves = {k: sorted(v, key=lambda r: r["labels"]["size"]) for k, v in curves.items() if len(v) >= 2}
+
+    whole_sizes = {r["labels"]["size"] for v in curves.values() for r in v if r.get("all_data")}
 
     def axis(ax, sizes, inter="intermediate"):
         if max(sizes) / min(sizes) > 10:
             ax.set_xscale("log")
-        ax.set_xticks(sizes, [f"{s:,}" for s in sizes])
+        ax.set_xticks(sizes, [f"{s:,}\n(all)" if s in whole_sizes else f"{s:,}" for s in sizes])
         ax.minorticks_off()
         ax.set_xlabel(f"{inter} training examples" + (" (log scale)" if max(sizes) / min(sizes) > 10 else ""))
         ax.grid(color="0.92")

@@ -240,3 +240,20 @@ def test_a_small_size_range_stays_linear(tmp_path):
     assert ax.get_xscale() == "linear" and ax.get_xlabel() == "mnli training examples"
     assert not any(n.startswith("uriel-") for n in figures)  # no correlations given: no scatter
     assert math.isfinite(ax.get_ylim()[0])
+
+
+def test_the_all_data_setup_is_the_curves_last_point_when_its_size_is_known(tmp_path):
+    root = _write_grid(tmp_path / "results")
+    intermediate = {"job": "i1", "kind": "intermediate", "train_examples": 50000, "spec": {"task": "mnli"},
+                    "labels": {"model": "xlmr", "intermediate": "mnli", "size": None, "mode": "adapter"}}  # fmt: skip
+    (root / "jobs" / "i1.json").write_text(json.dumps(intermediate))
+    out = build_report(root)
+    figures: dict = {}
+    plot_grid(out["rows"], tmp_path / "again", figures=figures)
+    ax = figures["scaling-xlmr-xnli-mnli-stack.png"].axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines["sw"].get_xdata()) == [1000, 20000, 50000]
+    assert list(lines["sw"].get_ydata()) == pytest.approx([3.0, 7.0, 10.0])  # all data: +9, plus 1
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1,000", "20,000", "50,000\n(all)"]
+    legend = [t.get_text() for t in figures["scaling-xlmr-xnli-mnli-stack.png"].legends[0].get_texts()]
+    assert "XTREME avg, all data" not in legend  # on the curve, not a line across it

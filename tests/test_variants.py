@@ -225,6 +225,20 @@ def test_fusion_of_three_intermediates_trains_and_reports_attention_per_language
         assert again["fusion_attention"][lang] == pytest.approx(weights, abs=1e-6)
 
 
+def test_a_bf16_fusion_reports_its_attention(tmp_path, store, nli_files):
+    """bf16 training (autocast, on a CPU too) and a fusion's attention weights, which the adapters
+    library turns into numpy: they are collected in float32 after training."""
+    config = run_config(
+        tmp_path, task="xnli", mode="fuse", intermediate=["inter-a", "inter-b"], store=str(store),
+        save_as="xnli-fused-bf16", data={**_xnli(nli_files, ("en", "de")), "max_train_examples": 32},
+        training={**TRAIN, "epochs": 1, "bf16": True}, fusion={"epochs": 1},
+    )  # fmt: skip
+    result = run(RunConfig.from_dict(config))
+    attention = result.manifest.to_dict()["fusion"]["attention"]
+    assert set(attention) == {"en", "de"}
+    assert all(sum(w.values()) == pytest.approx(1.0, abs=1e-5) for w in attention.values()), attention
+
+
 @pytest.mark.parametrize("variant", ["sequential", "lora-add", "mad-x"])
 def test_variant_runs_lower_the_loss(tmp_path, store, nli_files, variant):
     mode, adapter, inter, langs, _ = VARIANTS[variant]

@@ -1298,7 +1298,7 @@ def _plot_distance(rows: list[dict], retrieval: list[dict], highlight, save) -> 
         fig.canvas.draw()
         for ax, langs, x, y in labelled:
             place_labels(ax, langs, x, y)
-        save(fig, _slug("distance", model))
+        save(fig, _slug("gain-vs-distance", model))
 
 
 def _watermark(fig) -> None:

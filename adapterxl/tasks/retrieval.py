@@ -25,6 +25,7 @@ A family reads its rows through ``rows(split, language)`` (given by the caller, 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -163,13 +164,19 @@ def _means(groups: dict[str, str], metrics: dict[str, dict]) -> dict[str, float]
     return {group: sum(v) / len(v) for group, v in sorted(by.items())}
 
 
+@functools.lru_cache(maxsize=1)
+def _l2v_languages() -> frozenset[str]:
+    return frozenset(lang2vec().available_languages())
+
+
 def language_families(codes: list[str]) -> dict[str, str]:
     """Top-level language family of each FLORES code (``deu_Latn`` -> ``Indo-European``) from URIEL
     via ``lang2vec`` (which lists a language's top-level family first among its family features);
     ``unknown`` for languages URIEL lacks. Needs the ``families`` extra (lang2vec)."""
     l2v = lang2vec()
     iso = {code: code.split("_")[0] for code in codes}
-    known = sorted({c for c in iso.values() if c in l2v.available_languages()})
+    available = _l2v_languages()  # about a second per call: once, not once per language
+    known = sorted({c for c in iso.values() if c in available})
     families = {}
     if known:
         features = l2v.get_features(known, "fam", header=True)

@@ -304,6 +304,11 @@ def train(
             selection.load(checkpoint)
         else:
             checkpoint = None
+    from accelerate.state import AcceleratorState
+
+    # accelerate's state is a process-wide singleton that keeps the first Trainer's mixed precision:
+    # without a reset, every run after a bf16 one would train in bf16 too.
+    AcceleratorState._reset_state()
     trainer_cls = _seeded(Trainer if get_mode(mode).full else AdapterTrainer)
     phase = Path(output_dir).name
     shown = console.train_callback(label or phase, phase)
@@ -318,6 +323,11 @@ def train(
     trainer.train(resume_from_checkpoint=checkpoint)
     selection.score(model, trainer.state)  # the last step, unless it was just scored
     selection.restore(model)
+    # A mixed-precision Trainer leaves model.forward wrapped in autocast (keeping the forward it wrapped):
+    # unwrap it, so that evaluation follows its own precision rule, as a reload from the store does.
+    original = model.__dict__.pop("_original_forward", None)
+    if original is not None:
+        model.forward = original
     model.eval()
     losses = [
         {"step": h["step"], "loss": h["loss"], "learning_rate": h.get("learning_rate")}

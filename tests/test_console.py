@@ -91,17 +91,25 @@ def test_bf16_trains_on_a_cpu_when_asked(tmp_path, nli_files):
 
     if torch.cuda.is_available():
         pytest.skip("this checks the CPU path")
+    from adapterxl import evaluate_setup
+    from adapterxl.config import DataConfig
+
     results = {}
-    for bf16 in (False, True):
+    for bf16 in (True, False):  # bf16 first: the float32 run after it in this process must not inherit it
         config = RunConfig.from_dict(
             run_config(
                 tmp_path / str(bf16),
                 task="mnli",
+                save_as=f"bf16-{bf16}",
                 data={"data_files": nli_files["mnli"], "languages": ["en"], "max_train_examples": 64},
                 training={"epochs": 2, "batch_size": 16, "bf16": bf16},
             )  # fmt: skip
         )
-        results[bf16] = run(config).metrics["en"]["accuracy"]
+        result = run(config)
+        results[bf16] = result.metrics["en"]["accuracy"]
+        again = evaluate_setup("mnli", adapter=f"bf16-{bf16}", store=config.store,
+                               data=DataConfig(data_files=nli_files["mnli"], languages=["en"]))  # fmt: skip
+        assert again["metrics"] == result.metrics  # the run evaluates as a reload from the store does
     assert abs(results[True] - results[False]) <= 10, results
 
 

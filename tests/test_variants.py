@@ -213,7 +213,7 @@ def test_fusion_of_three_intermediates_trains_and_reports_attention_per_language
     for weights in attention.values():
         assert list(weights) == ["inter-a", "inter-b", "inter-c", "xnli-fused"]
         assert sum(weights.values()) == pytest.approx(1.0, abs=1e-6)
-        assert all(0 < w < 1 for w in weights.values())
+        assert all(0 <= w <= 1 for w in weights.values()), weights  # a softmax can saturate at 4 epochs of 5e-3
     assert manifest["kind"] == "setup"
     # The stored setup reloads and scores the same as the run did.
     from adapterxl import evaluate_setup

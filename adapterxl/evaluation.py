@@ -48,12 +48,7 @@ def predict(
         else nullcontext()
     )
     if extra:  # fusion attentions: the adapters library turns them into numpy, which has no bfloat16
-        autocast = nullcontext()
-        # A bf16 Trainer (accelerate) leaves model.forward wrapped in autocast and keeps the forward it
-        # wrapped (the adapters library's own) as _original_forward: put that one back.
-        original = model.__dict__.pop("_original_forward", None)
-        if original is not None:
-            model.forward = original
+        autocast = nullcontext()  # (training.train takes a bf16 Trainer's autocast off the model)
     was_training = model.training
     model.eval()
     outputs: list = [None] * len(order)

@@ -35,6 +35,14 @@ def nli_files(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def panx_files(tmp_path_factory):
+    """Small PAN-X-like files (en, de, fr) in the Hub schema (the grids' tagging target)."""
+    from adapterxl.fixtures import write_tagging_fixture
+
+    return write_tagging_fixture(tmp_path_factory.mktemp("panx"), "ner", ("en", "de", "fr"), train=64, dev=24)
+
+
+@pytest.fixture(scope="session")
 def tiny_train_file(tmp_path_factory):
     """24 English NLI examples: the set every mode must learn to 100% accuracy."""
     path = tmp_path_factory.mktemp("tiny") / "train.jsonl"

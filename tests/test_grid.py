@@ -14,16 +14,10 @@ import pytest
 import yaml
 
 from adapterxl.errors import ConfigError, DataError
-from adapterxl.fixtures import write_tagging_fixture
 from adapterxl.grid import load_grid, parse_grid, plan, run_grid
 from adapterxl.report import build_report
 
 FAST = {"epochs": 1, "batch_size": 16, "learning_rate": 2e-3, "logging_steps": 1000}
-
-
-@pytest.fixture(scope="module")
-def panx_files(tmp_path_factory):
-    return write_tagging_fixture(tmp_path_factory.mktemp("panx"), "ner", ("en", "de", "fr"), train=64, dev=24)
 
 
 def grid_doc(tmp_path, nli_files, panx_files, **extra) -> dict:

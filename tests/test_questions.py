@@ -9,41 +9,27 @@ import json
 import pytest
 import yaml
 from click.testing import CliRunner
+from test_grid import grid_doc
 
 from adapterxl.cli import main
 from adapterxl.errors import ConfigError
-from adapterxl.fixtures import write_tagging_fixture
 from adapterxl.grid import parse_grid, plan, run_grid
 from adapterxl.report import build_report, paired_difference
 
-FAST = {"epochs": 1, "batch_size": 16, "learning_rate": 2e-3, "logging_steps": 1000}
-
-
-@pytest.fixture(scope="module")
-def panx_files(tmp_path_factory):
-    return write_tagging_fixture(tmp_path_factory.mktemp("panx"), "ner", ("en", "de", "fr"), train=48, dev=24)
-
 
 def study_doc(tmp_path, nli_files, panx_files, **extra) -> dict:
+    """test_grid's grid (tiny backbone, xnli and panx targets, 2 seeds) with three intermediates and two
+    questions over them."""
+    doc = grid_doc(tmp_path, nli_files, panx_files)
+    doc.pop("modes")
+    mnli = nli_files["mnli"]
     return {
-        "grid": "g",
-        "results_dir": str(tmp_path / "results"),
-        "defaults": {
-            "model": "tiny-xlmr",
-            "store": str(tmp_path / "store"),
-            "data": {"max_seq_length": 48, "max_eval_examples": 24},
-            "training": FAST,
-        },
+        **doc,
         "intermediates": {
-            "big": {"task": "mnli", "data": {"data_files": nli_files["mnli"], "max_train_examples": 64}},
-            "small": {"task": "mnli", "data": {"data_files": nli_files["mnli"], "max_train_examples": 32}},
-            "other": {"task": "mnli", "data": {"data_files": nli_files["mnli"], "max_train_examples": 48}},
+            "big": {"task": "mnli", "data": {"data_files": mnli, "max_train_examples": 64}},
+            "small": {"task": "mnli", "data": {"data_files": mnli, "max_train_examples": 32}},
+            "other": {"task": "mnli", "data": {"data_files": mnli, "max_train_examples": 48}},
         },
-        "targets": {
-            "xnli": {"task": "xnli", "data": {"data_files": nli_files["xnli"], "languages": ["en", "de", "fr"]}},
-            "panx": {"task": "panx", "data": {"data_files": panx_files, "languages": ["en", "de", "fr"]}},
-        },
-        "seeds": [1, 2],
         "questions": {
             "which": {
                 "ask": "Which intermediate helps?",

@@ -373,12 +373,17 @@ def tasks(files: tuple[str, ...]) -> None:
 @click.option("--results-dir", help="Where results go (default: the grid's results_dir, else results/<grid>).")
 @click.option("--retry-failed", is_flag=True, help="Run the jobs that failed before again.")
 @click.option(
-    "--shard",
-    default="0/1",
-    show_default=True,
-    metavar="I/N",
-    help="Run only jobs I, I+N, I+2N, ... (one process per GPU or machine, shared results dir).",
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="local",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Run the jobs as Ray tasks, each as soon as the jobs it needs are done: alone, on a Ray instance started on "
+    "this machine; 'auto', the cluster `ray start` runs here; or a cluster address (HOST:6379, ray://HOST:10001). "
+    "Resources per job: the grid's executor: block.",
 )
+@click.option("--shard", hidden=True, help="Replaced by --ray.")
 @click.option(
     "--only",
     type=click.Choice(["intermediate", "target", "retrieval"]),
@@ -393,18 +398,21 @@ def tasks(files: tuple[str, ...]) -> None:
     help="Run only the jobs of this question of the grid's questions: (repeatable), and the jobs they need.",
 )
 @_friendly_errors
-def run_grid_command(grid_file, results_dir, retry_failed, shard, only, questions) -> None:
+def run_grid_command(grid_file, results_dir, retry_failed, ray_address, shard, only, questions) -> None:
     """Run an experiment grid (intermediate x target x mode x seed ...); resumes where it stopped."""
     from .grid import load_grid, run_grid
 
-    try:
-        index, count = (int(x) for x in shard.split("/"))
-    except ValueError:
-        raise click.BadParameter(f"{shard!r} is not I/N (e.g. 0/4)", param_hint="--shard") from None
+    if shard is not None:
+        raise click.UsageError(
+            "--shard is gone: `adapterxl run GRID --ray` runs the jobs as Ray tasks on all of this machine's GPUs "
+            "(targets start as soon as their intermediate is done); `--ray HOST:6379` on a Ray cluster (SLURM: "
+            "README, 'Grids on Ray')"
+        )
     grid = load_grid(grid_file, results_dir)
     _apply_verbosity()
-    counts = run_grid(grid, retry_failed=retry_failed, shard=(index, count), only=tuple(only) or None,
-                      echo=click.echo, questions=tuple(questions) or None)  # fmt: skip
+    ray = None if ray_address is None else (True if ray_address == "local" else ray_address)
+    counts = run_grid(grid, retry_failed=retry_failed, only=tuple(only) or None, echo=click.echo,
+                      questions=tuple(questions) or None, ray=ray)  # fmt: skip
     click.echo(", ".join(f"{k} {v}" for k, v in counts.items()) + f". Results: {grid.results_dir}")
     click.echo(f"Report: adapterxl report {grid.results_dir}")
     if counts.get("failed") or counts.get("blocked"):
@@ -419,8 +427,14 @@ def run_grid_command(grid_file, results_dir, retry_failed, shard, only, question
     "--measure", is_flag=True, help="First time a short run of each job kind on this machine (plan-probe.json)."
 )
 @click.option("--question", "questions", multiple=True, metavar="LABEL", help="Only the jobs of this question.")
+@click.option(
+    "--gpus",
+    type=click.IntRange(min=1),
+    help="Also estimate the wall time on N GPUs, one job each, as `run --ray` runs them (targets after their "
+    "intermediate).",
+)
 @_friendly_errors
-def plan_command(grid_file, results_dir, no_count, measure, questions) -> None:
+def plan_command(grid_file, results_dir, no_count, measure, questions, gpus) -> None:
     """List a grid's jobs, which are done, and estimate their compute before anything runs."""
     from .grid import load_grid, plan, plan_summary, probe
 
@@ -440,7 +454,7 @@ def plan_command(grid_file, results_dir, no_count, measure, questions) -> None:
         tokens = f"{mark}{r['train_tokens'] / 1e6:8.2f}M tok" if "train_tokens" in r else ""
         eta = f"{_duration(r['estimate_seconds']):>8} ({r['throughput_source']})" if "estimate_seconds" in r else ""
         click.echo(f"{r['status']:8} {r['kind']:12} {r['id']:60} {tokens} {eta}")
-    totals = plan_summary(rows)
+    totals = plan_summary(rows, gpus=gpus)
     click.echo(f"{totals['jobs']} jobs ({', '.join(f'{v} {k}' for k, v in totals['kinds'].items())}): "
                f"{', '.join(f'{v} {k}' for k, v in totals['status'].items())}")  # fmt: skip
     if not no_count:
@@ -453,6 +467,16 @@ def plan_command(grid_file, results_dir, no_count, measure, questions) -> None:
         if totals["todo_without_throughput"]:
             line += " (no throughput for some jobs: set throughput: {adapter: TOKENS_PER_S, full: ...} in the grid)"
         click.echo(line)
+        parallel = totals["parallel"]
+        if parallel is not None and parallel["seconds"] > 0:
+            click.echo(
+                f"On {gpus} GPU{'s' if gpus > 1 else ''} (one job each, a job as soon as its needs are done): about "
+                f"{_duration(parallel['seconds'])}, GPUs busy {parallel['busy']:.0%} of it; the longest chain of "
+                f"jobs that need each other takes {_duration(parallel['critical_path'])}, the floor on any number "
+                "of GPUs"
+            )
+        elif gpus is not None:
+            click.echo(f"--gpus {gpus}: no wall-time estimate, some jobs have no throughput (see above)")
         if any(r.get("tokens_source") == "estimate" for r in rows):
             click.echo(
                 "~ estimated from published dataset sizes and mean tokens per example (the data or tokenizer could "

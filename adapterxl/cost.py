@@ -163,3 +163,45 @@ def run_epochs(config) -> float:
     if get_mode(config.mode).fusion:
         epochs += config.fusion.epochs or config.training.epochs
     return epochs
+
+
+def makespan(seconds: dict[str, float], needs: dict[str, list[str]], workers: int) -> dict[str, float]:
+    """Wall time of jobs on ``workers`` slots (GPUs), each job starting once the jobs it needs have
+    ended, as the Ray executor runs them: jobs are taken in their (dict) order whenever a slot is
+    free and their needs are done. ``needs`` outside ``seconds`` count as done. Returns
+    ``{"seconds": makespan, "critical_path": the longest chain of needs, "busy": the share of
+    slot time spent on jobs}``. The critical path bounds the wall time however many GPUs run it."""
+    import heapq
+
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    order = list(seconds)
+    chain: dict[str, float] = {}
+    for job in order:  # needs come before the jobs that use them
+        chain[job] = seconds[job] + max((chain.get(n, 0.0) for n in needs.get(job, ()) if n in seconds), default=0.0)
+    end: dict[str, float] = {}
+    free = [0.0] * workers  # when each slot is next free (a heap)
+    waiting = list(order)
+    now = 0.0
+    running: list[tuple[float, str]] = []
+    while waiting:
+        ready = [j for j in waiting if all(n in end and end[n] <= now for n in needs.get(j, ()) if n in seconds)]
+        slot_free = free[0] <= now
+        if ready and slot_free:
+            job = ready[0]
+            waiting.remove(job)
+            heapq.heapreplace(free, now + seconds[job])
+            end[job] = now + seconds[job]
+            heapq.heappush(running, (end[job], job))
+            continue
+        # advance to the next moment something changes: a slot frees or a job ends
+        later = [t for t in (free[0], *(e for e, _ in running)) if t > now]
+        if not later:
+            raise ValueError(f"jobs {waiting[:3]} need jobs that never run: a cycle or an unknown order")
+        now = min(later)
+    total = max(end.values(), default=0.0)
+    return {
+        "seconds": total,
+        "critical_path": max(chain.values(), default=0.0),
+        "busy": sum(seconds.values()) / (total * workers) if total else 1.0,
+    }

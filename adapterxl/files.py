@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 
@@ -20,9 +21,10 @@ def cache_dir() -> Path:
 
 
 def write_json(path: str | Path, data) -> None:
-    """Write ``data`` as UTF-8 JSON atomically (temporary file, then rename)."""
+    """Write ``data`` as UTF-8 JSON atomically (a temporary file of this process, then a rename): a
+    reader sees the old file or the new one, and two processes writing at once never mix."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 

@@ -20,10 +20,12 @@ checkpoints (``training.save_steps``) and continue from the last one.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import re
+import socket
 import time
 import traceback
 from collections import Counter
@@ -32,11 +34,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # not POSIX
+    fcntl = None
+
 from .config import DataConfig, RunConfig, build, merge, read_yaml
 from .cost import Throughput, dev_evaluations, estimated_tokens, run_epochs, run_seconds
 from .errors import NAME_PATTERN, ConfigError, HubUnavailable, check_keys, first_line, suggest
+from .executors import RayExecutor, parse_executor
 from .files import dump_yaml
-from .locks import Lock, held_by_live_process
+from .locks import Lock
 from .modes import BASELINES, GRID_MODES, MODE_NAMES, get_mode
 from .tasks import BUILTIN, TaskRegistry
 
@@ -56,6 +64,8 @@ GRID_KEYS = {
     "intermediate_sizes": "intermediate training-set sizes (null: all), the data-size axis",
     "retrieval": "retrieval tasks evaluated off every intermediate: a list, or {task: options}",
     "throughput": "real tokens per second for plan estimates: training by kind (adapter, full), and evaluation",
+    "executor": "how jobs run: sequential (default) or ray, with Ray's address and resources per job: "
+    "{kind: ray, address: auto, gpus: 1, cpus: 4, retries: 3} (adapterxl.executors)",
     "questions": "research questions, each its own slice of the grid and its own report section: "
     "{label: {ask: ..., intermediates: [labels], targets: [labels], modes, intermediate_sizes, retrieval, ...}}",
 }
@@ -122,6 +132,7 @@ class Grid:
     throughput: dict[str, float]
     source: dict = field(default_factory=dict, repr=False)
     registry: TaskRegistry = field(default=BUILTIN, repr=False)  # built-in tasks + the grid's tasks: block
+    executor: RayExecutor | None = None  # None: one job after another in this process
 
     def job(self, job_id: str) -> Job:
         return next(j for j in self.jobs if j.id == job_id)
@@ -218,17 +229,9 @@ class Grid:
             os.replace(path, aside)
             echo(f"Warning: {path} was damaged (not valid JSON); set aside as {aside.name}, its job runs again")
 
-    def lock(self, shard: tuple[int, int] = (0, 1)) -> Lock:
-        """The lock of this results folder for one shard (``(0, 1)``: the whole grid)."""
-        index, count = shard
-        name = ".lock" if count == 1 else f".lock-shard-{index}-of-{count}"
-        if count != 1 and held_by_live_process(self.results_dir / ".lock"):
-            name = ".lock"  # a whole-grid run holds it: refused below with its owner named
-        elif count == 1:
-            shards = [p for p in self.results_dir.glob(".lock-shard-*") if held_by_live_process(p)]
-            if shards:
-                name = shards[0].name
-        return Lock(self.results_dir / name, f"grid results folder {str(self.results_dir)!r}")
+    def lock(self) -> Lock:
+        """The lock of this results folder, held by the process that runs the grid (a Ray driver too)."""
+        return Lock(self.results_dir / ".lock", f"grid results folder {str(self.results_dir)!r}")
 
 
 def read_record(path: Path) -> dict | None:
@@ -580,7 +583,9 @@ def parse_grid(data: Any, where: str = "grid") -> Grid:
                     }
                     needs = [job.id] if job else []
                     add(Job(job_id, "retrieval", model, labels, needs, retrieval=args, registry=registry), question)
-    return Grid(name, results_dir, list(jobs.values()), {k: float(v) for k, v in throughput.items()}, data, registry)
+    rates = {k: float(v) for k, v in throughput.items()}
+    executor = parse_executor(data.get("executor"), where)
+    return Grid(name, results_dir, list(jobs.values()), rates, data, registry, executor)
 
 
 def load_grid(path: str | Path, results_dir: str | Path | None = None) -> Grid:
@@ -597,7 +602,7 @@ def load_grid(path: str | Path, results_dir: str | Path | None = None) -> Grid:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _write(path: Path, data: dict) -> None:
@@ -610,9 +615,11 @@ def _write(path: Path, data: dict) -> None:
 def _log(grid: Grid, event: str, job: Job, **extra) -> None:
     """Append one line to ``events.jsonl`` (what started, finished, failed, when)."""
     grid.results_dir.mkdir(parents=True, exist_ok=True)
-    line = json.dumps({"time": _now(), "event": event, "job": job.id, **extra})
+    line = json.dumps({"time": _now(), "event": event, "job": job.id, **extra}) + "\n"
     with (grid.results_dir / "events.jsonl").open("a", encoding="utf-8") as f:
-        f.write(line + "\n")
+        if fcntl is not None:  # Ray workers append at once: one whole line each
+            fcntl.flock(f, fcntl.LOCK_EX)
+        f.write(line)
 
 
 def execute(job: Job) -> dict:
@@ -646,7 +653,7 @@ def attempt(grid: Grid, job: Job, echo=print) -> str:
     """Run one job and record the outcome: ``jobs/<id>.json`` (done) or ``jobs/<id>.error.json``
     (failed, with the traceback). A KeyboardInterrupt is logged and re-raised."""
     grid.error_path(job).unlink(missing_ok=True)
-    _log(grid, "start", job)
+    _log(grid, "start", job, host=socket.gethostname(), pid=os.getpid())
     started = time.perf_counter()
     try:
         record = execute(job)
@@ -671,18 +678,23 @@ def attempt(grid: Grid, job: Job, echo=print) -> str:
 def run_grid(
     grid: Grid,
     retry_failed: bool = False,
-    shard: tuple[int, int] = (0, 1),
     only: tuple[str, ...] | None = None,
     echo=print,
     progress: bool = True,
     questions: tuple[str, ...] | None = None,
+    ray: str | bool | None = None,
 ) -> dict[str, int]:
-    """Run every job not yet finished, in order (a job's needs come before it). Returns the count of
-    jobs by final status: done, failed, blocked (a needed job failed or is not finished), skipped
-    (other shards' or kinds). ``shard=(i, n)``: this process runs the jobs with index % n == i only;
-    ``only``: the jobs of these kinds (intermediate, target, retrieval). The results folder is
-    locked while the grid runs (per shard): a second process on it is refused at once. ``questions``:
-    only the jobs of these questions (of the grid's ``questions:``), the jobs they need included."""
+    """Run every job not yet finished. Returns the count of jobs by final status: done, failed,
+    blocked (a needed job failed or is not finished), skipped (not selected). ``only``: the jobs of
+    these kinds (intermediate, target, retrieval); ``questions``: the jobs of these questions (of
+    the grid's ``questions:``), the jobs they need included. The results folder is locked while the
+    grid runs: a second process on it is refused at once.
+
+    Jobs run one after another in this process, or as Ray tasks (:mod:`adapterxl.executors`) when
+    the grid's ``executor:`` says so or ``ray`` is given: True (a Ray instance on this machine, or
+    the grid's address), ``"auto"`` or a cluster address."""
+    from .executors import RayExecutor, run_ray, run_sequential
+
     stale = grid.stale()
     if stale:
         listing = "; ".join(f"{j}: {', '.join(keys[:4])}" for j, keys in list(stale.items())[:5])
@@ -690,25 +702,26 @@ def run_grid(
             f"{len(stale)} finished job(s) of {grid.results_dir} were run with other settings ({listing}): "
             "give the changed grid its own results_dir, or move the old results away"
         )
-    index, count = shard
-    if not (0 <= index < count):
-        raise ConfigError(f"shard {index}/{count}: the index must be between 0 and {count - 1}")
     unknown = [k for k in only or () if k not in JOB_KINDS]
     if unknown:
         raise ConfigError(f"only: unknown job kind(s) {unknown}; use intermediate, target, retrieval")
+    executor = grid.executor
+    if ray:
+        executor = executor or RayExecutor()
+        if isinstance(ray, str):
+            executor = dataclasses.replace(executor, address=ray, local_cpus=None, local_gpus=None)
     wanted = grid.question_jobs(questions) if questions else None
-    mine = [
-        j
-        for i, j in enumerate(grid.jobs)
-        if i % count == index and (not only or j.kind in only) and (wanted is None or j.id in wanted)
-    ]
-    with grid.lock(shard):
-        return _run_jobs(grid, mine, retry_failed, echo, progress)
+    mine = [j for j in grid.jobs if (not only or j.kind in only) and (wanted is None or j.id in wanted)]
+    with grid.lock():
+        todo, counts = _prepare(grid, mine, retry_failed, echo)
+        if executor is None:
+            return run_sequential(grid, todo, counts, echo, progress)
+        return run_ray(grid, todo, counts, echo, progress, executor)
 
 
-def _run_jobs(grid: Grid, mine: list[Job], retry_failed: bool, echo, progress: bool) -> dict[str, int]:
-    from tqdm.auto import tqdm
-
+def _prepare(grid: Grid, mine: list[Job], retry_failed: bool, echo) -> tuple[list[Job], Counter]:
+    """Before the first job: leftovers cleaned, the grid file kept, labels brought up to date, and
+    every run that can start checked. Returns the jobs to run and the counts so far."""
     from .pipeline import check_runs
 
     grid.results_dir.mkdir(parents=True, exist_ok=True)
@@ -726,21 +739,7 @@ def _run_jobs(grid: Grid, mine: list[Job], retry_failed: bool, echo, progress: b
     counts["failed"] += len(previously_failed)
     if previously_failed:
         echo(f"{len(previously_failed)} job(s) failed before (see jobs/*.error.json); --retry-failed runs them again")
-    bar = tqdm(total=len(todo), desc=f"grid {grid.name}", unit="job", disable=not progress)
-    for n, job in enumerate(todo):
-        missing = [need for need in job.needs if grid.status(grid.job(need)) != "done"]
-        if missing:
-            counts["blocked"] += 1
-            _log(grid, "blocked", job, needs=missing)
-        else:
-            bar.set_postfix_str(
-                f"done {counts['done']}, running 1, failed {counts['failed']}, remaining {len(todo) - n - 1}: {job.id}"
-            )
-            status = attempt(grid, job, echo)
-            counts[status] += 1
-        bar.update(1)
-    bar.close()
-    return dict(counts)
+    return todo, counts
 
 
 # -- planning ----------------------------------------------------------------------------------------
@@ -861,13 +860,23 @@ def plan(grid: Grid, count: bool = True, questions: tuple[str, ...] | None = Non
     return rows
 
 
-def plan_summary(rows: list[dict]) -> dict:
+def plan_summary(rows: list[dict], gpus: int | None = None) -> dict:
     """Totals of :func:`plan`'s rows: jobs by status and kind, and for the jobs still to do their
-    training tokens, estimated seconds (of those with a throughput) and how many lack one."""
+    training tokens, estimated seconds (of those with a throughput) and how many lack one. ``gpus``:
+    also the wall time on that many GPUs, one job each, every job starting once its needs are done
+    (:func:`adapterxl.cost.makespan`; as ``run --ray`` schedules them), when every job to do has an
+    estimate (retrieval jobs: none, so they count as taking no time)."""
+    from .cost import makespan
+
     todo = [r for r in rows if r["status"] != "done"]
     counted = [r for r in todo if "train_tokens" in r]
     estimated = [r["estimate_seconds"] for r in todo if "estimate_seconds" in r]
+    parallel = None
+    if gpus is not None and len(estimated) == len(counted):
+        seconds = {r["id"]: r.get("estimate_seconds", 0.0) for r in todo}
+        parallel = {"gpus": gpus, **makespan(seconds, {r["id"]: r["needs"] for r in todo}, gpus)}
     return {
+        "parallel": parallel,
         "jobs": len(rows),
         "status": {k: sum(r["status"] == k for r in rows) for k in ("done", "failed", "pending")},
         "kinds": {k: sum(r["kind"] == k for r in rows) for k in JOB_KINDS},

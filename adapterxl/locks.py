@@ -33,7 +33,11 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:  # someone else's process: it exists
         return True
-    return True
+    try:  # a killed process its parent has not reaped yet (a zombie) is gone too
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # it just ended, or there is no /proc (macOS)
+        return not Path("/proc/self").is_dir()
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def _owner(path: Path) -> dict | None:

@@ -9,6 +9,7 @@ from adapterxl.cost import (
     EncoderShape,
     Throughput,
     flops_per_token,
+    makespan,
     projected_throughput,
     run_seconds,
 )
@@ -58,3 +59,20 @@ def test_projected_throughput_keeps_the_flop_ratios():
     assert rates.train["full"] == pytest.approx(0.4e15 / per_token)
     assert rates.train["adapter"] / rates.train["full"] == pytest.approx(1.5)
     assert rates.evaluation / rates.train["full"] == pytest.approx(3.0)
+
+
+def test_makespan_of_dependent_jobs_on_n_gpus_hand_computed():
+    # Intermediates a (10 s) and b (2 s); t1 needs a, t2 and t3 need b (3 s each).
+    seconds = {"a": 10.0, "b": 2.0, "t1": 3.0, "t2": 3.0, "t3": 3.0}
+    needs = {"t1": ["a"], "t2": ["b"], "t3": ["b"]}
+    one = makespan(seconds, needs, 1)
+    assert one == {"seconds": 21.0, "critical_path": 13.0, "busy": 1.0}
+    # 2 GPUs: a | b, then t2 at 2 and t3 at 5 on b's GPU, t1 after a at 10: 13 s, the critical path
+    two = makespan(seconds, needs, 2)
+    assert two["seconds"] == 13.0 and two["busy"] == pytest.approx(21 / 26)
+    assert makespan(seconds, needs, 8)["seconds"] == 13.0  # more GPUs than jobs: the chain a -> t1
+    # Jobs wait for a free GPU in their order: 3 independent 4 s jobs on 2 GPUs take 8 s
+    assert makespan({"x": 4.0, "y": 4.0, "z": 4.0}, {}, 2)["seconds"] == 8.0
+    assert makespan({"t": 3.0}, {"t": ["done-before"]}, 2)["seconds"] == 3.0  # a need not to do is done
+    with pytest.raises(ValueError, match="at least 1"):
+        makespan(seconds, needs, 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ import pytest
 import yaml
 
 from adapterxl.errors import ConfigError, DataError
-from adapterxl.grid import load_grid, parse_grid, plan, run_grid
+from adapterxl.grid import load_grid, parse_grid, plan, plan_summary, run_grid
 from adapterxl.report import build_report
 
 FAST = {"epochs": 1, "batch_size": 16, "learning_rate": 2e-3, "logging_steps": 1000}
@@ -112,8 +113,17 @@ def test_plan_counts_jobs_and_tokens(tmp_path, nli_files, panx_files):
     assert full["estimate_seconds"] == pytest.approx(full["train_tokens"] / 500 + full["eval_tokens"] / 1500)
     # A measured evaluation throughput replaces the FLOP ratio.
     grid = parse_grid(grid_doc(tmp_path, nli_files, panx_files, throughput={"adapter": 1000, "evaluation": 4000}))
-    row = next(r for r in plan(grid) if r["id"] == "tiny-xlmr--mnli--adapter")
+    rows = plan(grid)
+    row = next(r for r in rows if r["id"] == "tiny-xlmr--mnli--adapter")
     assert row["estimate_seconds"] == pytest.approx(expected / 1000 + row["eval_tokens"] / 4000)
+    # On N GPUs: the longest intermediate and its longest target bound it; on one, the sum.
+    serial = plan_summary(rows, gpus=1)
+    assert serial["parallel"]["seconds"] == pytest.approx(serial["todo_estimate_seconds"])
+    wide = plan_summary(rows, gpus=len(rows))["parallel"]
+    by_id = {r["id"]: r["estimate_seconds"] for r in rows}
+    chain = max(by_id[r["id"]] + sum(by_id[n] for n in r["needs"]) for r in rows)
+    assert wide["seconds"] == pytest.approx(chain) == pytest.approx(wide["critical_path"])
+    assert plan_summary(rows)["parallel"] is None  # asked for no GPUs
 
 
 def _events(results: Path) -> list[dict]:
@@ -132,7 +142,8 @@ def test_grid_runs_to_the_end_and_a_killed_grid_resumes_without_redoing_work(tmp
     whole = _metrics(grid.results_dir)
     assert len(whole) == 14 and all(set(m) == {"en", "de", "fr"} for k, m in whole.items() if "--mnli" not in k[9:])
     assert run_grid(grid, progress=False)["done"] == 14  # a finished grid: nothing runs again
-    assert sum(e["event"] == "start" for e in _events(grid.results_dir)) == 14
+    starts = [e for e in _events(grid.results_dir) if e["event"] == "start"]
+    assert len(starts) == 14 and {(e["pid"], e["host"]) for e in starts} == {(os.getpid(), socket.gethostname())}
 
     # The same grid in another folder, in a real process, killed (SIGKILL) after some jobs finished.
     (tmp_path / "b").mkdir()

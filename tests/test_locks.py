@@ -122,3 +122,22 @@ def test_two_processes_on_one_grid_one_runs_it_the_other_is_refused(tmp_path, nl
     done = [e["job"] for e in events if e["event"] == "done"]
     assert len(done) == len(set(done)) == 3  # every job once: intermediate, baseline, stacked target
     assert not (tmp_path / "res" / ".lock").exists()
+
+
+def test_a_killed_owner_not_yet_reaped_counts_as_gone(tmp_path):
+    """A zombie (ended, its parent has not waited for it) still answers kill(pid, 0): its lock is stale."""
+    from adapterxl.locks import _alive
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.time() + 30
+    while time.time() < deadline and Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z":
+        time.sleep(0.05)
+    lock = tmp_path / ".lock"
+    lock.write_text(json.dumps({"pid": child.pid, "host": socket.gethostname(), "started": time.time()}))
+    try:
+        assert not _alive(child.pid) and is_stale(lock)
+        with Lock(lock, "the thing"):
+            assert json.loads(lock.read_text())["pid"] == os.getpid()  # taken over
+    finally:
+        child.wait()
+    assert _alive(os.getpid())

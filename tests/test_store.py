@@ -300,3 +300,46 @@ def test_leftovers_of_a_killed_save_are_cleaned_unless_their_writer_lives(tmp_pa
         assert (root / ".tmp-busy-5e6f7a8b").exists()
     AdapterStore(root)
     assert not (root / ".tmp-busy-5e6f7a8b").exists()
+
+
+SAVER = """
+import sys, time
+from adapterxl.locks import LockedError
+from adapterxl.store import AdapterStore
+
+root, who, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+manifest = {"kind": "adapter", "task": "mnli", "base_model": "tiny-xlmr", "adapter_config": "seq_bn"}
+store = AdapterStore(root)
+while time.time() < start:  # every process saves at the same moment
+    time.sleep(0.001)
+for i in range(4):
+    store.save(f"{who}-{i}", lambda d: (d / "adapter.safetensors").write_bytes(who.encode() * 200_000), manifest, "c")
+try:
+    store.save("shared", lambda d: (d / "adapter.safetensors").write_bytes(who.encode() * 200_000), manifest, "c")
+    print("saved")
+except LockedError:
+    print("refused")
+"""
+
+
+def test_workers_saving_into_one_store_at_once_leave_every_entry_whole(tmp_path):
+    """Four processes (Ray workers on shared storage) each save 4 entries and all one same entry at
+    once: every entry verifies, the shared one is one writer's whole, nothing half-written is left."""
+    import subprocess
+    import sys
+    import time
+
+    start = time.time() + 3
+    procs = [
+        subprocess.Popen([sys.executable, "-c", SAVER, str(tmp_path), f"w{n}", str(start)], stdout=subprocess.PIPE)
+        for n in range(4)
+    ]
+    outcomes = [p.communicate(timeout=120)[0].decode().strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs) and set(outcomes) <= {"saved", "refused"} and "saved" in outcomes
+    store = AdapterStore(tmp_path)
+    assert sorted(store.names()) == sorted([f"w{n}-{i}" for n in range(4) for i in range(4)] + ["shared"])
+    for name in store.names():
+        content = store.verify(name).path.joinpath("adapter.safetensors").read_bytes()
+        writer = name.split("-")[0] if name != "shared" else content[:2].decode()
+        assert content == writer.encode() * 200_000
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no .tmp-, .old-, .lock- left

@@ -27,6 +27,8 @@ _EXPORTS = {
     "ConfigError": "errors",
     "DataError": "errors",
     "StoreError": "errors",
+    "load_grid": "grid",
+    "run_grid": "grid",
     "export_peft": "interop",
     "import_peft": "interop",
     "Manifest": "manifest",

@@ -133,13 +133,22 @@ def _blocking(grid: Grid, job: Job, outcome: dict[str, str], coming: set[str]) -
     return [] if missing else None
 
 
-def run_sequential(grid: Grid, todo: list[Job], counts: Counter, echo, progress: bool) -> dict[str, int]:
-    """Run ``todo`` one after another in this process."""
+def _bar(grid: Grid, total: int, progress: bool):
+    """The grid's progress bar: the console's (a terminal, not --quiet), or none."""
     from tqdm.auto import tqdm
 
+    from . import console
+
+    if not progress:
+        return tqdm(total=total, disable=True)
+    return console.progress(total=total, desc=f"grid {grid.name}", unit="job")
+
+
+def run_sequential(grid: Grid, todo: list[Job], counts: Counter, echo, progress: bool) -> dict[str, int]:
+    """Run ``todo`` one after another in this process."""
     from .grid import _log, attempt
 
-    bar = tqdm(total=len(todo), desc=f"grid {grid.name}", unit="job", disable=not progress)
+    bar = _bar(grid, len(todo), progress)
     outcome: dict[str, str] = {}
     for n, job in enumerate(todo):
         blocked = _blocking(grid, job, outcome, set())
@@ -240,8 +249,6 @@ def run_ray(
     grid: Grid, todo: list[Job], counts: Counter, echo, progress: bool, executor: RayExecutor
 ) -> dict[str, int]:
     """Run ``todo`` as Ray tasks, each submitted once the jobs it needs are done."""
-    from tqdm.auto import tqdm
-
     from . import console
     from .grid import _log, _now, _write
 
@@ -268,13 +275,16 @@ def run_ray(
         inflight: dict[Any, Job] = {}
         outcome: dict[str, str] = {}
         events = _Events(grid.results_dir / "events.jsonl")
-        bar = tqdm(total=len(todo), desc=f"grid {grid.name}", unit="job", disable=not progress)
+        bar = _bar(grid, len(todo), progress)
+        lines = progress and bar.disable and console.level() != "quiet"  # no bar (a pipe, a log file): a line per job
 
         def settle(job: Job, status: str) -> None:
             outcome[job.id] = status
             counts[status] += 1
             coming.discard(job.id)
             bar.update(1)
+            if lines:
+                echo(f"[{len(todo) - len(coming)}/{len(todo)}] {status} {job.id}")
 
         def release() -> None:
             """Submit every waiting job whose needs are done; block those whose needs cannot be."""
@@ -302,7 +312,7 @@ def run_ray(
             events.poll()
             running = sum(j.id in events.started for j in inflight.values())
             bar.set_postfix_str(
-                f"done {counts['done']}, running {running}, queued {len(inflight) - running + len(waiting)}, "
+                f"done {counts['done']}, running {running}, waiting {len(inflight) - running + len(waiting)}, "
                 f"failed {counts['failed']}, remaining {len(coming)}"
             )
 

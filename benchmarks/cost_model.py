@@ -61,10 +61,12 @@ def main() -> None:
     parser.add_argument("--mfu", type=float, default=0.40, help="projection: model FLOP utilisation")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="projection: H100 / H200 dense bf16")
     parser.add_argument("--count", action="store_true", help="tokenize the real datasets (needs them)")
+    parser.add_argument("--gpus", default="1,2,4,8,16", help="wall time on these GPU counts (run --ray's schedule)")
     args = parser.parse_args()
+    gpu_counts = [int(n) for n in args.gpus.split(",")]
 
     from adapterxl.config import read_yaml
-    from adapterxl.cost import run_seconds
+    from adapterxl.cost import makespan, run_seconds
     from adapterxl.grid import count_tokens, parse_grid
 
     measured = json.loads(Path(args.throughput).read_text()) if args.throughput else None
@@ -82,9 +84,11 @@ def main() -> None:
     print("| arm | jobs | training tokens | evaluation tokens | GPU-hours: intermediate | target | retrieval | total |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     totals = {}
+    walls = {}
     for arm, grid_doc in arms.items():
         grid = parse_grid(grid_doc, args.grid)
         hours = defaultdict(float)
+        per_job = {}
         train_sum = eval_sum = 0.0
         for job in grid.jobs:
             if args.count and job.config is not None:
@@ -96,14 +100,25 @@ def main() -> None:
             kind = get_mode(job.labels["mode"]).kind if job.labels["mode"] != "base" else "adapter"
             seconds = run_seconds(train, evaluation, kind, rates_for(seq, measured, args))
             hours[job.kind] += seconds / 3600
+            per_job[job.id] = seconds
             train_sum += train
             eval_sum += evaluation
         totals[arm] = sum(hours.values())
+        needs = {j.id: j.needs for j in grid.jobs}
+        walls[arm] = {n: makespan(per_job, needs, n) for n in gpu_counts}
         print(
             f"| {arm} | {len(grid.jobs)} | {train_sum / 1e9:.2f}G | {eval_sum / 1e9:.2f}G | "
             f"{hours['intermediate']:.1f} | {hours['target']:.1f} | {hours['retrieval']:.1f} | {totals[arm]:.1f} |"
         )
     print(f"# full / stack: {totals['full'] / totals['stack']:.2f}x the GPU-hours")
+    print()
+    print("Wall hours on N GPUs, one job per GPU, each job as soon as its needs are done (`run --ray`):")
+    print("| arm | " + " | ".join(f"{n} GPU{'s' if n > 1 else ''}" for n in gpu_counts) + " | critical path |")
+    print("|---|" + "---:|" * (len(gpu_counts) + 1))
+    for arm, by_n in walls.items():
+        cells = " | ".join(f"{w['seconds'] / 3600:.2f} ({w['busy']:.0%})" for w in by_n.values())
+        print(f"| {arm} | {cells} | {by_n[gpu_counts[0]]['critical_path'] / 3600:.2f} |")
+    print("# (in brackets: the share of GPU time spent on jobs)")
 
 
 if __name__ == "__main__":

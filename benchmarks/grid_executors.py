@@ -65,7 +65,7 @@ def main() -> None:
             (folder / "grid.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
             rows[name] = run(folder, [])  # the grid file says which runner
             if name == "sequential":  # the schedule model (plan --gpus) on the jobs' measured seconds
-                grid = load_grid(folder / "grid.yaml")
+                grid = load_grid(folder / "grid.yaml", folder / "results" / "quickstart")
                 records = {j.id: json.loads(grid.result_path(j).read_text()) for j in grid.jobs}
                 seconds = {j.id: records[j.id]["seconds"] for j in grid.jobs}
                 predicted = makespan(seconds, {j.id: j.needs for j in grid.jobs}, args.workers)

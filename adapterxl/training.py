@@ -9,6 +9,7 @@ restored at the end. Nothing about the target languages is seen during training.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,8 @@ from . import console
 from .config import TrainingConfig
 from .embeddings import use_bf16
 from .modes import get_mode
+
+MIXED_PRECISION_ENV = "ACCELERATE_MIXED_PRECISION"
 
 
 @dataclass
@@ -254,91 +257,102 @@ def train(
     from transformers import Trainer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    batches = isinstance(train_ds, TaskBatches)
-    args = TrainingArguments(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=1 if batches else cfg.batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        learning_rate=learning_rate or cfg.resolved_learning_rate(mode),
-        num_train_epochs=1 if batches else (epochs or cfg.epochs),
-        max_steps=-1 if batches else cfg.max_steps,
-        lr_scheduler_type=cfg.lr_scheduler,
-        warmup_ratio=cfg.warmup_ratio,
-        weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm,
-        eval_strategy="no",  # DevSelection scores the dev set with the run's own evaluator
-        save_strategy="steps" if cfg.save_steps else "no",
-        save_steps=cfg.save_steps or 500,
-        save_total_limit=1,
-        logging_strategy="steps",
-        logging_steps=cfg.logging_steps,
-        report_to=list(cfg.report_to),
-        logging_dir=str(logging_dir) if logging_dir else None,
-        **({"optim": cfg.optim} if cfg.optim else {}),
-        fp16=cfg.fp16,
-        torch_compile=cfg.torch_compile,
-        disable_tqdm=True,  # adapterxl's own bar and lines (console.train_callback)
-        seed=seed,
-        data_seed=seed,
-        bf16=use_bf16(cfg.bf16),
-        # transformers refuses bf16 without a bf16 GPU unless told to run on the CPU (AVX512-BF16 CPUs
-        # gain about 2x from it: benchmarks/RESULTS.md, levers)
-        use_cpu=use_bf16(cfg.bf16) and not torch.cuda.is_available(),
-        group_by_length=cfg.group_by_length and not batches,
-        length_column_name="length",
-        remove_unused_columns=False,
-        label_names=list(label_names),
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        # non-reentrant: works when the inputs need no gradient (frozen embeddings in adapter modes)
-        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
-        dataloader_num_workers=cfg.dataloader_num_workers,
-        dataloader_pin_memory=torch.cuda.is_available(),
-    )
-    selection = DevSelection(evaluate_dev, metric, cfg.eval_steps, cfg.early_stopping_patience)
-    checkpoint = None
-    if cfg.save_steps and Path(output_dir).is_dir():
-        from transformers.trainer_utils import get_last_checkpoint
+    # TrainingArguments writes the run's mixed precision into os.environ (ACCELERATE_MIXED_PRECISION)
+    # and keeps a value it finds there: a bf16 run would make every later run of the process (and the
+    # processes it starts) train in bf16. Each run sees the value from before the first (a launcher's).
+    before = os.environ.get(MIXED_PRECISION_ENV)
+    try:
+        batches = isinstance(train_ds, TaskBatches)
+        args = TrainingArguments(
+            output_dir=str(output_dir),
+            per_device_train_batch_size=1 if batches else cfg.batch_size,
+            gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+            learning_rate=learning_rate or cfg.resolved_learning_rate(mode),
+            num_train_epochs=1 if batches else (epochs or cfg.epochs),
+            max_steps=-1 if batches else cfg.max_steps,
+            lr_scheduler_type=cfg.lr_scheduler,
+            warmup_ratio=cfg.warmup_ratio,
+            weight_decay=cfg.weight_decay,
+            max_grad_norm=cfg.max_grad_norm,
+            eval_strategy="no",  # DevSelection scores the dev set with the run's own evaluator
+            save_strategy="steps" if cfg.save_steps else "no",
+            save_steps=cfg.save_steps or 500,
+            save_total_limit=1,
+            logging_strategy="steps",
+            logging_steps=cfg.logging_steps,
+            report_to=list(cfg.report_to),
+            logging_dir=str(logging_dir) if logging_dir else None,
+            **({"optim": cfg.optim} if cfg.optim else {}),
+            fp16=cfg.fp16,
+            torch_compile=cfg.torch_compile,
+            disable_tqdm=True,  # adapterxl's own bar and lines (console.train_callback)
+            seed=seed,
+            data_seed=seed,
+            bf16=use_bf16(cfg.bf16),
+            # transformers refuses bf16 without a bf16 GPU unless told to run on the CPU (AVX512-BF16 CPUs
+            # gain about 2x from it: benchmarks/RESULTS.md, levers)
+            use_cpu=use_bf16(cfg.bf16) and not torch.cuda.is_available(),
+            group_by_length=cfg.group_by_length and not batches,
+            length_column_name="length",
+            remove_unused_columns=False,
+            label_names=list(label_names),
+            gradient_checkpointing=cfg.gradient_checkpointing,
+            # non-reentrant: works when the inputs need no gradient (frozen embeddings in adapter modes)
+            gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
+            dataloader_num_workers=cfg.dataloader_num_workers,
+            dataloader_pin_memory=torch.cuda.is_available(),
+        )
+        selection = DevSelection(evaluate_dev, metric, cfg.eval_steps, cfg.early_stopping_patience)
+        checkpoint = None
+        if cfg.save_steps and Path(output_dir).is_dir():
+            from transformers.trainer_utils import get_last_checkpoint
 
-        checkpoint = get_last_checkpoint(str(output_dir))
-        if checkpoint and (Path(checkpoint) / SELECTION_STATE).is_file():
-            selection.load(checkpoint)
+            checkpoint = get_last_checkpoint(str(output_dir))
+            if checkpoint and (Path(checkpoint) / SELECTION_STATE).is_file():
+                selection.load(checkpoint)
+            else:
+                checkpoint = None
+        from accelerate.state import AcceleratorState
+
+        # accelerate's state is a process-wide singleton that keeps the first Trainer's mixed precision:
+        # without a reset, every run after a bf16 one would train in bf16 too.
+        AcceleratorState._reset_state()
+        trainer_cls = _seeded(Trainer if get_mode(mode).full else AdapterTrainer)
+        phase = Path(output_dir).name
+        shown = console.train_callback(label or phase, phase)
+        trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, data_collator=collator,
+                              callbacks=[selection, shown])  # fmt: skip
+        for default in (PrinterCallback, ProgressCallback):  # raw log dicts and an unlabelled bar
+            trainer.remove_callback(default)
+        selection.trainer = trainer
+        if checkpoint:
+            step = Path(checkpoint).name.split("-")[-1]
+            console.say(f"  {label or phase}: continuing from {checkpoint} (step {step})")
+        start = time.perf_counter()
+        trainer.train(resume_from_checkpoint=checkpoint)
+        selection.score(model, trainer.state)  # the last step, unless it was just scored
+        selection.restore(model)
+        # A mixed-precision Trainer leaves model.forward wrapped in autocast (keeping the forward it wrapped):
+        # unwrap it, so that evaluation follows its own precision rule, as a reload from the store does.
+        original = model.__dict__.pop("_original_forward", None)
+        if original is not None:
+            model.forward = original
+        model.eval()
+        losses = [
+            {"step": h["step"], "loss": h["loss"], "learning_rate": h.get("learning_rate")}
+            for h in trainer.state.log_history
+            if "loss" in h
+        ]
+        return TrainResult(
+            best_dev=selection.best,
+            best_step=selection.best_step,
+            steps=trainer.state.global_step,
+            seconds=time.perf_counter() - start,
+            history=sorted(selection.history + losses, key=lambda h: h["step"]),
+            resumed_from=int(Path(checkpoint).name.split("-")[-1]) if checkpoint else None,
+        )
+    finally:
+        if before is None:
+            os.environ.pop(MIXED_PRECISION_ENV, None)
         else:
-            checkpoint = None
-    from accelerate.state import AcceleratorState
-
-    # accelerate's state is a process-wide singleton that keeps the first Trainer's mixed precision:
-    # without a reset, every run after a bf16 one would train in bf16 too.
-    AcceleratorState._reset_state()
-    trainer_cls = _seeded(Trainer if get_mode(mode).full else AdapterTrainer)
-    phase = Path(output_dir).name
-    shown = console.train_callback(label or phase, phase)
-    trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, data_collator=collator,
-                          callbacks=[selection, shown])  # fmt: skip
-    for default in (PrinterCallback, ProgressCallback):  # raw log dicts and an unlabelled bar
-        trainer.remove_callback(default)
-    selection.trainer = trainer
-    if checkpoint:
-        console.say(f"  {label or phase}: continuing from {checkpoint} (step {Path(checkpoint).name.split('-')[-1]})")
-    start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=checkpoint)
-    selection.score(model, trainer.state)  # the last step, unless it was just scored
-    selection.restore(model)
-    # A mixed-precision Trainer leaves model.forward wrapped in autocast (keeping the forward it wrapped):
-    # unwrap it, so that evaluation follows its own precision rule, as a reload from the store does.
-    original = model.__dict__.pop("_original_forward", None)
-    if original is not None:
-        model.forward = original
-    model.eval()
-    losses = [
-        {"step": h["step"], "loss": h["loss"], "learning_rate": h.get("learning_rate")}
-        for h in trainer.state.log_history
-        if "loss" in h
-    ]
-    return TrainResult(
-        best_dev=selection.best,
-        best_step=selection.best_step,
-        steps=trainer.state.global_step,
-        seconds=time.perf_counter() - start,
-        history=sorted(selection.history + losses, key=lambda h: h["step"]),
-        resumed_from=int(Path(checkpoint).name.split("-")[-1]) if checkpoint else None,
-    )
+            os.environ[MIXED_PRECISION_ENV] = before

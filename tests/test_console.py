@@ -94,6 +94,9 @@ def test_bf16_trains_on_a_cpu_when_asked(tmp_path, nli_files):
     from adapterxl import evaluate_setup
     from adapterxl.config import DataConfig
 
+    import os
+
+    before = os.environ.get("ACCELERATE_MIXED_PRECISION")
     results = {}
     for bf16 in (True, False):  # bf16 first: the float32 run after it in this process must not inherit it
         config = RunConfig.from_dict(
@@ -110,6 +113,9 @@ def test_bf16_trains_on_a_cpu_when_asked(tmp_path, nli_files):
         again = evaluate_setup("mnli", adapter=f"bf16-{bf16}", store=config.store,
                                data=DataConfig(data_files=nli_files["mnli"], languages=["en"]))  # fmt: skip
         assert again["metrics"] == result.metrics  # the run evaluates as a reload from the store does
+        # transformers writes the run's precision into os.environ, where the next run (and every process
+        # this one starts, Ray workers too) would read it: each run leaves it as it found it
+        assert os.environ.get("ACCELERATE_MIXED_PRECISION") == before
     assert abs(results[True] - results[False]) <= 10, results
 
 

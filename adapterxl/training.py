@@ -229,6 +229,17 @@ def multitask_batches(sizes: dict[str, int], sampling: dict, cfg: TrainingConfig
     return TaskBatches(sizes, task_probabilities(sampling, sizes), max(n, 1), cfg.batch_size, seed)
 
 
+def last_whole_checkpoint(folder: Path) -> str | None:
+    """The latest checkpoint in ``folder`` that was saved to the end (its dev-selection state, written
+    last, is there): a process killed while saving leaves a newer, partial one, which is skipped."""
+    steps = []
+    for path in folder.glob("checkpoint-*"):
+        step = path.name.split("-")[-1]
+        if step.isdigit() and (path / SELECTION_STATE).is_file():
+            steps.append((int(step), path))
+    return str(max(steps)[1]) if steps else None
+
+
 def train(
     model,
     train_ds,
@@ -305,13 +316,9 @@ def train(
         selection = DevSelection(evaluate_dev, metric, cfg.eval_steps, cfg.early_stopping_patience)
         checkpoint = None
         if cfg.save_steps and Path(output_dir).is_dir():
-            from transformers.trainer_utils import get_last_checkpoint
-
-            checkpoint = get_last_checkpoint(str(output_dir))
-            if checkpoint and (Path(checkpoint) / SELECTION_STATE).is_file():
+            checkpoint = last_whole_checkpoint(Path(output_dir))
+            if checkpoint:
                 selection.load(checkpoint)
-            else:
-                checkpoint = None
         from accelerate.state import AcceleratorState
 
         # accelerate's state is a process-wide singleton that keeps the first Trainer's mixed precision:

@@ -49,3 +49,15 @@ def test_a_crashed_run_continues_from_its_checkpoint_to_the_same_result(tmp_path
     assert resumed.manifest.dev["best"] == pytest.approx(whole.manifest.dev["best"], abs=1e-9)
     assert resumed.metrics["en"]["accuracy"] == pytest.approx(whole.metrics["en"]["accuracy"], abs=1e-9)
     assert not (config.run_dir / "trainer").exists()  # scratch checkpoints go once the run is finished
+
+
+def test_a_checkpoint_cut_short_by_a_kill_is_skipped_for_the_last_whole_one(tmp_path):
+    from adapterxl.training import SELECTION_STATE, last_whole_checkpoint
+
+    assert last_whole_checkpoint(tmp_path) is None
+    for step, whole in ((10, True), (20, True), (30, False)):  # 30: killed while saving
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        if whole:
+            (tmp_path / f"checkpoint-{step}" / SELECTION_STATE).write_text("{}")
+    (tmp_path / "checkpoint-x").mkdir()
+    assert last_whole_checkpoint(tmp_path) == str(tmp_path / "checkpoint-20")

@@ -91,10 +91,10 @@ def test_bf16_trains_on_a_cpu_when_asked(tmp_path, nli_files):
 
     if torch.cuda.is_available():
         pytest.skip("this checks the CPU path")
+    import os
+
     from adapterxl import evaluate_setup
     from adapterxl.config import DataConfig
-
-    import os
 
     before = os.environ.get("ACCELERATE_MIXED_PRECISION")
     results = {}

@@ -21,17 +21,29 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .config import DataConfig, build
 from .errors import ConfigError, check_keys
+from .files import write_json
+
+try:
+    import fcntl
+except ImportError:  # not POSIX
+    fcntl = None
 
 if TYPE_CHECKING:
     from .grid import Grid, Job
 
 EXECUTOR_KEYS = {
-    "kind": "sequential (default: one job after another in this process) or ray",
+    "kind": "local (default: one job after another in this process) or ray",
     "address": "ray: null (a Ray instance on this machine), auto (the cluster `ray start` runs here), "
     "or a cluster address (host:6379, ray://host:10001)",
     "gpus": "ray: GPUs per job (a fraction shares a GPU), or by kind {intermediate: 1, target: 0.5, retrieval: 0.25}; "
@@ -42,6 +54,8 @@ EXECUTOR_KEYS = {
     "local_gpus": "ray, address null: the GPUs of this machine Ray may use (default: all)",
 }
 KINDS = ("intermediate", "target", "retrieval")
+LOCAL = "local"  # one job after another in this process
+EXECUTOR_KINDS = (LOCAL, "ray")
 FORWARDED_ENV = ("ADAPTERXL_", "HF_", "TRANSFORMERS_", "TOKENIZERS_")
 
 
@@ -80,18 +94,18 @@ def _per_kind(value: Any, key: str, where: str) -> dict[str, float]:
 
 
 def parse_executor(value: Any, where: str = "grid") -> RayExecutor | None:
-    """The grid's ``executor:`` block, checked: None for the sequential runner, else a :class:`RayExecutor`."""
+    """The grid's ``executor:`` block, checked: None for the local runner, else a :class:`RayExecutor`."""
     if value is None:
         return None
     if isinstance(value, str):
         value = {"kind": value}
     if not isinstance(value, dict):
-        raise ConfigError(f"{where}: executor must be sequential, ray, or a mapping with keys {sorted(EXECUTOR_KEYS)}")
+        raise ConfigError(f"{where}: executor must be local, ray, or a mapping with keys {sorted(EXECUTOR_KEYS)}")
     check_keys(value, EXECUTOR_KEYS, f"{where}: executor")
-    kind = value.get("kind", "ray" if set(value) - {"kind"} else "sequential")
-    if kind not in ("sequential", "ray"):
-        raise ConfigError(f"{where}: executor.kind must be sequential or ray, got {kind!r}")
-    if kind == "sequential":
+    kind = value.get("kind", "ray" if set(value) - {"kind"} else LOCAL)
+    if kind not in EXECUTOR_KINDS:
+        raise ConfigError(f"{where}: executor.kind must be local or ray, got {kind!r}")
+    if kind == LOCAL:
         extra = sorted(set(value) - {"kind"})
         if extra:
             raise ConfigError(f"{where}: executor {extra} are Ray settings: set kind: ray, or remove them")
@@ -120,7 +134,83 @@ def parse_executor(value: Any, where: str = "grid") -> RayExecutor | None:
     return RayExecutor(address=address, gpus=gpus, cpus=cpus, retries=retries, **local)
 
 
-# -- the sequential runner ---------------------------------------------------------------------------
+# -- one job ------------------------------------------------------------------------------------------
+
+
+def _record(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, data)
+
+
+def now() -> str:
+    """The time of an event or record: UTC, ISO 8601, milliseconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def log_event(grid: Grid, event: str, job: Job, **extra) -> None:
+    """Append one line to ``events.jsonl`` (what started, finished, failed, when)."""
+    grid.results_dir.mkdir(parents=True, exist_ok=True)
+    line = json.dumps({"time": now(), "event": event, "job": job.id, **extra}) + "\n"
+    with (grid.results_dir / "events.jsonl").open("a", encoding="utf-8") as f:
+        if fcntl is not None:  # Ray workers append at once: one whole line each
+            fcntl.flock(f, fcntl.LOCK_EX)
+        f.write(line)
+
+
+def execute(job: Job) -> dict:
+    """Run one job; returns what its record keeps (metrics, summary and the run's key facts)."""
+    from .pipeline import retrieve, run
+
+    if job.config is not None:
+        result = run(job.config)
+        m = result.manifest
+        return {
+            "metrics": result.metrics,
+            "summary": result.summary,
+            "store_entry": result.store_entry,
+            "model_dir": result.model_dir,
+            "run_dir": result.run_dir,
+            "train_seconds": m.train_seconds,
+            "train_tokens": m.train_tokens,
+            "train_examples": m.data_sizes.get("train") if isinstance(m.data_sizes.get("train"), int) else None,
+            "parameters": m.parameters,
+            "dev": {k: m.dev.get(k) for k in ("best", "best_step", "steps")},
+            "fusion_attention": (m.fusion or {}).get("attention"),
+        }
+    args = dict(job.retrieval or {})
+    if args.get("data") is not None:
+        args["data"] = build(DataConfig, args["data"], f"retrieval.{args['task_name']}.data")
+    out = retrieve(**args, tasks=job.registry)
+    return {k: v for k, v in out.items() if k in ("metrics", "summary", "layer", "by_script", "by_family", "note")}
+
+
+def attempt(grid: Grid, job: Job, echo=print) -> str:
+    """Run one job and record the outcome: ``jobs/<id>.json`` (done) or ``jobs/<id>.error.json``
+    (failed, with the traceback). A KeyboardInterrupt is logged and re-raised."""
+    grid.error_path(job).unlink(missing_ok=True)
+    log_event(grid, "start", job, host=socket.gethostname(), pid=os.getpid())
+    started = time.perf_counter()
+    try:
+        record = execute(job)
+    except KeyboardInterrupt:
+        log_event(grid, "interrupted", job)
+        raise
+    except Exception as exc:  # isolate the failure: record it and go on
+        error = f"{type(exc).__name__}: {exc}"
+        seconds = round(time.perf_counter() - started, 2)
+        failure = {"job": job.id, "labels": job.labels, "error": error, "traceback": traceback.format_exc()}
+        _record(grid.error_path(job), {**failure, "seconds": seconds, "time": now()})
+        log_event(grid, "failed", job, error=error)
+        echo(f"FAILED {job.id}: {error}")
+        return "failed"
+    seconds = round(time.perf_counter() - started, 2)
+    head = {"job": job.id, "kind": job.kind, "labels": job.labels, "spec": job.describe()}
+    _record(grid.result_path(job), {**head, "seconds": seconds, "time": now(), **record})
+    log_event(grid, "done", job, seconds=seconds)
+    return "done"
+
+
+# -- the local runner --------------------------------------------------------------------------------
 
 
 def _blocking(grid: Grid, job: Job, outcome: dict[str, str], coming: set[str]) -> list[str] | None:
@@ -144,10 +234,8 @@ def _bar(grid: Grid, total: int, progress: bool):
     return console.progress(total=total, desc=f"grid {grid.name}", unit="job")
 
 
-def run_sequential(grid: Grid, todo: list[Job], counts: Counter, echo, progress: bool) -> dict[str, int]:
+def run_local(grid: Grid, todo: list[Job], counts: Counter, echo, progress: bool) -> dict[str, int]:
     """Run ``todo`` one after another in this process."""
-    from .grid import _log, attempt
-
     bar = _bar(grid, len(todo), progress)
     outcome: dict[str, str] = {}
     for n, job in enumerate(todo):
@@ -155,7 +243,7 @@ def run_sequential(grid: Grid, todo: list[Job], counts: Counter, echo, progress:
         if blocked:
             counts["blocked"] += 1
             outcome[job.id] = "blocked"
-            _log(grid, "blocked", job, needs=blocked)
+            log_event(grid, "blocked", job, needs=blocked)
         else:
             bar.set_postfix_str(
                 f"done {counts['done']}, running 1, failed {counts['failed']}, remaining {len(todo) - n - 1}: {job.id}"
@@ -184,7 +272,6 @@ def _import_ray():
 def _ray_job(grid: Grid, job_id: str, cwd: str, verbosity: str) -> str:
     """A grid job inside a Ray worker: the driver's working folder, a quiet console, one attempt."""
     from . import console
-    from .grid import attempt
 
     if os.path.isdir(cwd):
         os.chdir(cwd)  # the grid's relative paths (data, results, store) mean what they mean to the driver
@@ -250,7 +337,6 @@ def run_ray(
 ) -> dict[str, int]:
     """Run ``todo`` as Ray tasks, each submitted once the jobs it needs are done."""
     from . import console
-    from .grid import _log, _now, _write
 
     ray = _import_ray()
     started_here = _connect(ray, executor, echo)
@@ -295,7 +381,7 @@ def run_ray(
                     blocked = _blocking(grid, job, outcome, coming)
                     if blocked:
                         waiting.remove(job)
-                        _log(grid, "blocked", job, needs=blocked)
+                        log_event(grid, "blocked", job, needs=blocked)
                         settle(job, "blocked")
                         changed = True  # its own dependants are blocked in turn
                     elif blocked is None:
@@ -328,8 +414,8 @@ def run_ray(
                     except ray.exceptions.RayError as exc:  # the worker died more often than retries allow
                         error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
                         failure = {"job": job.id, "labels": job.labels, "error": error, "traceback": str(exc)}
-                        _write(grid.error_path(job), {**failure, "time": _now()})
-                        _log(grid, "failed", job, error=error)
+                        _record(grid.error_path(job), {**failure, "time": now()})
+                        log_event(grid, "failed", job, error=error)
                         status = "failed"
                     if status == "failed":
                         record = _read_error(grid.error_path(job))
@@ -342,7 +428,7 @@ def run_ray(
             for ref, job in inflight.items():
                 ray.cancel(ref, force=True)
                 if job.id in events.started:
-                    _log(grid, "interrupted", job)
+                    log_event(grid, "interrupted", job)
             raise
         finally:
             bar.close()

@@ -25,19 +25,11 @@ import hashlib
 import json
 import os
 import re
-import socket
 import time
-import traceback
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-
-try:
-    import fcntl
-except ImportError:  # not POSIX
-    fcntl = None
 
 from .config import DataConfig, RunConfig, build, merge, read_yaml
 from .cost import Throughput, dev_evaluations, estimated_tokens, run_epochs, run_seconds
@@ -64,8 +56,8 @@ GRID_KEYS = {
     "intermediate_sizes": "intermediate training-set sizes (null: all), the data-size axis",
     "retrieval": "retrieval tasks evaluated off every intermediate: a list, or {task: options}",
     "throughput": "real tokens per second for plan estimates: training by kind (adapter, full), and evaluation",
-    "executor": "how jobs run: sequential (default) or ray, with Ray's address and resources per job: "
-    "{kind: ray, address: auto, gpus: 1, cpus: 4, retries: 3} (adapterxl.executors)",
+    "executor": "how jobs run: local (default: one after another in this process) or ray, with Ray's address "
+    "and resources per job: {kind: ray, address: auto, gpus: 1, cpus: 4, retries: 3} (adapterxl.executors)",
     "questions": "research questions, each its own slice of the grid and its own report section: "
     "{label: {ask: ..., intermediates: [labels], targets: [labels], modes, intermediate_sizes, retrieval, ...}}",
 }
@@ -601,78 +593,11 @@ def load_grid(path: str | Path, results_dir: str | Path | None = None) -> Grid:
 # -- running -----------------------------------------------------------------------------------------
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
 def _write(path: Path, data: dict) -> None:
     from .pipeline import write_json
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, data)
-
-
-def _log(grid: Grid, event: str, job: Job, **extra) -> None:
-    """Append one line to ``events.jsonl`` (what started, finished, failed, when)."""
-    grid.results_dir.mkdir(parents=True, exist_ok=True)
-    line = json.dumps({"time": _now(), "event": event, "job": job.id, **extra}) + "\n"
-    with (grid.results_dir / "events.jsonl").open("a", encoding="utf-8") as f:
-        if fcntl is not None:  # Ray workers append at once: one whole line each
-            fcntl.flock(f, fcntl.LOCK_EX)
-        f.write(line)
-
-
-def execute(job: Job) -> dict:
-    """Run one job; returns what its record keeps (metrics, summary and the run's key facts)."""
-    from .pipeline import retrieve, run
-
-    if job.config is not None:
-        result = run(job.config)
-        m = result.manifest
-        return {
-            "metrics": result.metrics,
-            "summary": result.summary,
-            "store_entry": result.store_entry,
-            "model_dir": result.model_dir,
-            "run_dir": result.run_dir,
-            "train_seconds": m.train_seconds,
-            "train_tokens": m.train_tokens,
-            "train_examples": m.data_sizes.get("train") if isinstance(m.data_sizes.get("train"), int) else None,
-            "parameters": m.parameters,
-            "dev": {k: m.dev.get(k) for k in ("best", "best_step", "steps")},
-            "fusion_attention": (m.fusion or {}).get("attention"),
-        }
-    args = dict(job.retrieval or {})
-    if args.get("data") is not None:
-        args["data"] = build(DataConfig, args["data"], f"retrieval.{args['task_name']}.data")
-    out = retrieve(**args, tasks=job.registry)
-    return {k: v for k, v in out.items() if k in ("metrics", "summary", "layer", "by_script", "by_family", "note")}
-
-
-def attempt(grid: Grid, job: Job, echo=print) -> str:
-    """Run one job and record the outcome: ``jobs/<id>.json`` (done) or ``jobs/<id>.error.json``
-    (failed, with the traceback). A KeyboardInterrupt is logged and re-raised."""
-    grid.error_path(job).unlink(missing_ok=True)
-    _log(grid, "start", job, host=socket.gethostname(), pid=os.getpid())
-    started = time.perf_counter()
-    try:
-        record = execute(job)
-    except KeyboardInterrupt:
-        _log(grid, "interrupted", job)
-        raise
-    except Exception as exc:  # isolate the failure: record it and go on
-        error = f"{type(exc).__name__}: {exc}"
-        seconds = round(time.perf_counter() - started, 2)
-        failure = {"job": job.id, "labels": job.labels, "error": error, "traceback": traceback.format_exc()}
-        _write(grid.error_path(job), {**failure, "seconds": seconds, "time": _now()})
-        _log(grid, "failed", job, error=error)
-        echo(f"FAILED {job.id}: {error}")
-        return "failed"
-    seconds = round(time.perf_counter() - started, 2)
-    head = {"job": job.id, "kind": job.kind, "labels": job.labels, "spec": job.describe()}
-    _write(grid.result_path(job), {**head, "seconds": seconds, "time": _now(), **record})
-    _log(grid, "done", job, seconds=seconds)
-    return "done"
 
 
 def run_grid(
@@ -693,7 +618,7 @@ def run_grid(
     Jobs run one after another in this process, or as Ray tasks (:mod:`adapterxl.executors`) when
     the grid's ``executor:`` says so or ``ray`` is given: True (a Ray instance on this machine, or
     the grid's address), ``"auto"`` or a cluster address."""
-    from .executors import RayExecutor, run_ray, run_sequential
+    from .executors import RayExecutor, run_local, run_ray
 
     stale = grid.stale()
     if stale:
@@ -715,7 +640,7 @@ def run_grid(
     with grid.lock():
         todo, counts = _prepare(grid, mine, retry_failed, echo)
         if executor is None:
-            return run_sequential(grid, todo, counts, echo, progress)
+            return run_local(grid, todo, counts, echo, progress)
         return run_ray(grid, todo, counts, echo, progress, executor)
 
 
@@ -893,7 +818,6 @@ def probe(grid: Grid, steps: int = 50, echo=print) -> dict:
     :func:`plan` uses for jobs that no finished job has measured. Trains nothing that is kept."""
     import dataclasses
     import tempfile
-    import time
 
     from .pipeline import evaluate_stage, prepare, train_stage
     from .tasks.common import token_count

@@ -181,26 +181,26 @@ def test_a_bad_data_file_is_refused_before_any_job_runs(tmp_path, nli_files, pan
 
 
 def test_a_failing_run_is_isolated_and_retried(tmp_path, nli_files, panx_files, monkeypatch):
-    import adapterxl.grid as grid_module
+    import adapterxl.executors as executors
 
     doc = grid_doc(tmp_path, nli_files, panx_files, seeds=[1])
     doc["targets"].pop("panx")
     grid = load_grid(write_grid(tmp_path, doc))
-    execute = grid_module.execute
+    execute = executors.execute
 
     def flaky(job):  # a failure checks cannot foresee (out of memory, a lost disk, a bug)
         if job.id == "tiny-xlmr--mnli-small--adapter":
             raise RuntimeError("CUDA out of memory (simulated)")
         return execute(job)
 
-    monkeypatch.setattr(grid_module, "execute", flaky)
+    monkeypatch.setattr(executors, "execute", flaky)
     counts = run_grid(grid, progress=False, echo=lambda *_: None)
     assert counts == {"done": 3, "failed": 1, "blocked": 1, "skipped": 0}
     error = json.loads((grid.results_dir / "jobs" / "tiny-xlmr--mnli-small--adapter.error.json").read_text())
     assert "out of memory" in error["error"] and "Traceback" in error["traceback"]
     # Without --retry-failed the failure stays recorded; with it (the cause gone) it runs, then its target.
     assert run_grid(grid, progress=False, echo=lambda *_: None)["failed"] == 1
-    monkeypatch.setattr(grid_module, "execute", execute)
+    monkeypatch.setattr(executors, "execute", execute)
     counts = run_grid(grid, retry_failed=True, progress=False, echo=lambda *_: None)
     assert counts == {"done": 5, "failed": 0, "blocked": 0, "skipped": 0}
     assert not (grid.results_dir / "jobs" / "tiny-xlmr--mnli-small--adapter.error.json").exists()

@@ -210,7 +210,7 @@ def test_jobs_get_the_executors_resources_and_impossible_ones_are_refused_before
 @pytest.mark.parametrize(
     ("executor", "message"),
     [
-        ("slurm", "sequential or ray, got 'slurm'"),
+        ("slurm", "local or ray, got 'slurm'"),
         ({"kind": "ray", "gpu": 1}, "unknown key 'gpu'"),
         ({"kind": "ray", "gpus": -1}, "must be a number >= 0"),
         ({"kind": "ray", "gpus": 1.5}, "Ray takes whole numbers only"),
@@ -218,7 +218,7 @@ def test_jobs_get_the_executors_resources_and_impossible_ones_are_refused_before
         ({"kind": "ray", "cpus": 0}, "must be above 0"),
         ({"kind": "ray", "retries": -1}, "whole number >= 0"),
         ({"kind": "ray", "address": "auto", "local_cpus": 4}, "a cluster (auto) has its own resources"),
-        ({"kind": "sequential", "gpus": 1}, "are Ray settings: set kind: ray"),
+        ({"kind": "local", "gpus": 1}, "are Ray settings: set kind: ray"),
     ],
 )
 def test_bad_executor_blocks_are_named_errors(tmp_path, nli_files, panx_files, executor, message):
@@ -230,7 +230,7 @@ def test_defaults_one_gpu_per_job_where_there_are_gpus_else_none(tmp_path, nli_f
     grid = parse_grid(grid_doc(tmp_path, nli_files, panx_files, executor="ray"))
     assert grid.executor.resources("intermediate", cluster_gpus=8) == {"num_cpus": 1.0, "num_gpus": 1.0}
     assert grid.executor.resources("retrieval", cluster_gpus=0) == {"num_cpus": 1.0, "num_gpus": 0.0}
-    assert parse_grid(grid_doc(tmp_path, nli_files, panx_files)).executor is None  # sequential by default
+    assert parse_grid(grid_doc(tmp_path, nli_files, panx_files)).executor is None  # the local runner by default
 
 
 def test_without_ray_installed_the_error_says_how_to_get_it(tmp_path, nli_files, panx_files, monkeypatch):

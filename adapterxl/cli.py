@@ -368,6 +368,47 @@ def tasks(files: tuple[str, ...]) -> None:
         )
 
 
+@main.command("select")
+@click.option("--target", required=True, help="The target task (built-in, or declared: --tasks FILE).")
+@click.option("--candidates", required=True, help="Comma-separated store entries: trained intermediate adapters.")
+@click.option("--store", help="Adapter store folder.")
+@click.option(
+    "--parallel", help="A retrieval task of parallel sentences: also score how each candidate aligns the languages."
+)
+@click.option("--max-examples", type=click.IntRange(min=2), default=500, show_default=True,
+              help="At most this many English training examples of the target.")  # fmt: skip
+@click.option("--data", "data_files", multiple=True, metavar="SPLIT=PATH", help="Local files of the target's splits.")
+@click.option("--output", type=click.Path(dir_okay=False), help="Write the estimates as JSON (report reads them).")
+@TASKS_OPTION
+@_friendly_errors
+def select_command(target, candidates, store, parallel, max_examples, data_files, output, task_files) -> None:
+    """Rank candidate intermediate adapters for TARGET without training: LogME, TextEmb and (with
+    --parallel) cross-lingual alignment, each from frozen features, and their combined ranking."""
+    from .config import DataConfig, parse_override
+    from .files import write_json
+    from .selection import select
+
+    registry = _registry(task_files)
+    files = {key: str(value) for key, value in (parse_override(d) for d in data_files)}
+    names = [c.strip() for c in candidates.split(",") if c.strip()]
+    _apply_verbosity()
+    result = select(target, names, store=store, data=DataConfig(data_files=files) if files else None, tasks=registry,
+                    parallel=parallel, max_examples=max_examples, echo=click.echo)  # fmt: skip
+    width = max(len(n) for n in names)
+    for estimator, scores in result.scores.items():
+        click.echo(f"\n{estimator} ({result.seconds.get(estimator, 0):.1f} s):")
+        for rank, name in enumerate(result.ranking(estimator), 1):
+            click.echo(f"  {rank}. {name:{width}}  {scores[name]:.4f}")
+    click.echo("\ncombined (mean rank):")
+    for rank, name in enumerate(result.ranking("combined"), 1):
+        click.echo(f"  {rank}. {name}")
+    click.echo(f"Time: {sum(result.seconds.values()):.1f} s")
+    if output:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        write_json(output, result.to_dict())
+        click.echo(f"Estimates: {output}")
+
+
 @main.command("run")
 @click.argument("grid_file", type=click.Path(dir_okay=False))
 @click.option("--results-dir", help="Where results go (default: the grid's results_dir, else results/<grid>).")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
+
+import numpy as np
 
 from .errors import ConfigError
 from .modes import get_mode
@@ -478,6 +481,73 @@ def _setups_by_target(rows: list[dict], cell) -> tuple[list[str], list[list]]:
     return targets, body
 
 
+def selection_lines(paths: list[Path], records: list[dict], rows: list[dict]) -> tuple[list[str], list[dict]]:
+    """The report section that puts ``adapterxl select`` estimates (``selection/*.json``) next to the
+    gains the grid measured: each candidate (a store entry) is the intermediate job that saved it,
+    its gain that of stacking the target on it over the adapter baseline (zero-shot mean)."""
+    from .selection import compare
+
+    entry_setup = {  # store_entry is the entry's folder
+        Path(r["store_entry"]).name: setup_label({**r["labels"], "mode": "stack", "baseline": False})
+        for r in records
+        if r.get("kind") == "intermediate" and r.get("store_entry")
+    }
+    lines = ["", "## Picking the intermediate without training: estimates against measured gains", ""]
+    lines.append(
+        "Estimates from `adapterxl select` (LogME and TextEmb on the target's English training data, alignment on "
+        "parallel sentences; no training); gain: the stacked setup's zero-shot mean over seeds minus the adapter "
+        "baseline's. rho: Spearman over the candidates; regret@k: points lost by taking the best of the "
+        "estimator's top k instead of the best measured candidate."
+    )
+    grid_seconds = sum(r.get("seconds") or 0 for r in records)
+    lines.append(
+        f"Cost: each estimator's time next to training the whole grid ({grid_seconds / 60:.1f} min of jobs here)."
+    )
+    out_rows: list[dict] = []
+    for path in paths:
+        estimates = json.loads(path.read_text(encoding="utf-8"))
+        target = estimates["target"]
+        by_setup = {r["setup"]: r for r in rows if r["target"] == target or r["task"] == target}
+        gains, language_gains = {}, {}
+        for candidate in estimates["candidates"]:
+            row = by_setup.get(entry_setup.get(candidate, ""))
+            if row is None or row.get("delta_zero_shot") is None:
+                continue
+            gains[candidate] = row["delta_zero_shot"]
+            for lang, delta in (row.get("delta_languages") or {}).items():
+                if lang != SOURCE_LANGUAGE:
+                    language_gains.setdefault(lang, {})[candidate] = delta
+        if len(gains) < 2:
+            lines += ["", f"{path.name}: fewer than 2 of its candidates have a measured gain in this grid; left out."]
+            continue
+        result = compare(estimates, gains, language_gains)
+        names = {c: entry_setup.get(c, c).removeprefix("stack on ") for c in estimates["candidates"]}
+        seconds = estimates.get("seconds", {})
+        lines += ["", f"### {target} ({len(gains)} candidates)", ""]
+        body = [[names[c], _signed(gains[c]), *(f"{estimates['scores'][e][c]:.3f}" for e in estimates["scores"])]
+                for c in sorted(gains, key=lambda c: -gains[c])]  # fmt: skip
+        lines.append(_markdown(["intermediate", "measured gain", *estimates["scores"]], body))
+        lines.append("")
+        table = []
+        for estimator, r in result.items():
+            rho = "-" if r["rho"] is None else f"{r['rho']:+.2f}"
+            by_lang = r.get("rho_languages") or {}
+            mean_lang = f"{np.mean(list(by_lang.values())):+.2f} ({len(by_lang)})" if by_lang else "-"
+            spent = seconds.get(estimator, sum(seconds.values()))
+            share = f" ({spent / grid_seconds:.1%})" if grid_seconds else ""
+            cost = f"{spent:.0f} s{share}"
+            table.append([estimator, ", ".join(names[c] for c in r["top"]), rho, mean_lang,
+                          _signed(r["regret@1"]), _signed(r["regret@3"]), cost])  # fmt: skip
+            mean_rho = float(np.mean(list(by_lang.values()))) if by_lang else None
+            out_rows.append({"target": target, "estimator": estimator, "candidates": len(gains), "rho": r["rho"],
+                             "p": r.get("p"), "rho_languages_mean": mean_rho, "regret_at_1": r["regret@1"],
+                             "regret_at_3": r["regret@3"], "seconds": spent,
+                             "share_of_grid": spent / grid_seconds if grid_seconds else None})  # fmt: skip
+        lines.append(_markdown(["estimator", "top 3", "rho", "rho per language (mean, n)", "regret@1",
+                                "regret@3", "time"], table))  # fmt: skip
+    return lines, out_rows
+
+
 def _families(langs: list[str]) -> dict[str, str]:
     """Top-level URIEL family of each language code ({} without lang2vec)."""
     if not _haslang2vec():
@@ -556,7 +626,12 @@ def build_report(
         "benchmark that were evaluated; delta: against the no-intermediate baseline of the same kind (adapter "
         "modes: adapter, full: full); vs full: against full fine-tuning without intermediate task.",
     ]
-    if questions:
+    selection_rows: list[dict] = []
+    estimates = sorted((results_dir / "selection").glob("*.json")) if (results_dir / "selection").is_dir() else []
+    if estimates:
+        lines, selection_rows = selection_lines(estimates, records, rows)
+        sections += lines
+    if questions or estimates:
         parts += ["", f"Questions: {', '.join(questions)}; every setup's tables follow them.", *sections, "",
                   "# All setups"]  # fmt: skip
     for model in dict.fromkeys(r["model"] for r in rows):
@@ -678,6 +753,12 @@ def build_report(
                 lab = rec["labels"]
                 writer.writerow([rec["job"], lab["model"], lab["target"], setup_label(lab), lab.get("seed"), lang, v])
     written = [out / "results.csv", out / "languages.csv", *written]
+    if selection_rows:
+        with (out / "selection.csv").open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(selection_rows[0]))
+            writer.writeheader()
+            writer.writerows(selection_rows)
+        written.append(out / "selection.csv")
     if plots and not questions:  # a grid with questions has its figures in their sections
         figures = plot_grid(rows, out, highlight, correlations=correlations, smoke=smoke)
         written += figures

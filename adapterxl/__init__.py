@@ -37,6 +37,7 @@ _EXPORTS = {
     "retrieve": "pipeline",
     "run": "pipeline",
     "run_file": "pipeline",
+    "select": "selection",
     "AdapterStore": "store",
     "StoreEntry": "store",
     "BUILTIN": "tasks",

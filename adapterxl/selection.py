@@ -337,8 +337,10 @@ def select(
             )
         import dataclasses
 
-        pdata = dataclasses.replace(parallel_data or DataConfig(eval_split=pool.family.default_split),
-                                    languages=languages)  # fmt: skip
+        split = pool.family.default_split
+        if len(pool.data_files) == 1:  # a declared task with one split of local files: that one
+            split = next(iter(pool.data_files))
+        pdata = dataclasses.replace(parallel_data or DataConfig(eval_split=split), languages=languages)
         scores["alignment"] = {}
         for name in candidates:
             out = retrieve(parallel, adapter=name, store=store_root, data=pdata, tasks=tasks)

@@ -188,3 +188,22 @@ def csv_rows(path):
 
     with open(path, encoding="utf-8") as f:
         return list(csv.DictReader(f))
+
+
+def test_the_select_command_prints_each_ranking_and_saves_the_estimates(intermediates, nli_files, tmp_path):
+    from click.testing import CliRunner
+
+    from adapterxl.cli import main
+
+    out = tmp_path / "sel" / "xnli.json"
+    files = [f"--data={split}={path}" for split, path in nli_files["xnli"].items()]
+    args = ["select", "--target", "xnli", "--candidates", "big,small", "--store", str(intermediates / "store"),
+            "--max-examples", "40", "--output", str(out), *files]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "logme (" in result.output and "textemb (" in result.output and "combined (mean rank):" in result.output
+    saved = json.loads(out.read_text())
+    assert saved["rankings"]["combined"][0] in {"big", "small"} and saved["details"]["target_examples"] == 40
+    bad = CliRunner().invoke(main, ["select", "--target", "xnli", "--candidates", "big,nope", "--store",
+                                    str(intermediates / "store")])  # fmt: skip
+    assert bad.exit_code == 2 and "nope" in bad.output and "Traceback" not in bad.output

@@ -382,8 +382,8 @@ def tasks(files: tuple[str, ...]) -> None:
 @TASKS_OPTION
 @_friendly_errors
 def select_command(target, candidates, store, parallel, max_examples, data_files, output, task_files) -> None:
-    """Rank candidate intermediate adapters for TARGET without training: LogME, TextEmb and (with
-    --parallel) cross-lingual alignment, each from frozen features, and their combined ranking."""
+    """Rank intermediate adapters (store entries) for a target task without training: LogME, TextEmb
+    and (--parallel) cross-lingual alignment, each from frozen features, and their combined ranking."""
     from .config import DataConfig, parse_override
     from .files import write_json
     from .selection import select

@@ -404,7 +404,6 @@ def select_command(target, candidates, store, parallel, max_examples, data_files
         click.echo(f"  {rank}. {name}")
     click.echo(f"Time: {sum(result.seconds.values()):.1f} s")
     if output:
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
         write_json(output, result.to_dict())
         click.echo(f"Estimates: {output}")
 

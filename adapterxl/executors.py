@@ -27,7 +27,6 @@ import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import DataConfig, build
@@ -137,11 +136,6 @@ def parse_executor(value: Any, where: str = "grid") -> RayExecutor | None:
 # -- one job ------------------------------------------------------------------------------------------
 
 
-def _record(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, data)
-
-
 def now() -> str:
     """The time of an event or record: UTC, ISO 8601, milliseconds."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
@@ -199,13 +193,13 @@ def attempt(grid: Grid, job: Job, echo=print) -> str:
         error = f"{type(exc).__name__}: {exc}"
         seconds = round(time.perf_counter() - started, 2)
         failure = {"job": job.id, "labels": job.labels, "error": error, "traceback": traceback.format_exc()}
-        _record(grid.error_path(job), {**failure, "seconds": seconds, "time": now()})
+        write_json(grid.error_path(job), {**failure, "seconds": seconds, "time": now()})
         log_event(grid, "failed", job, error=error)
         echo(f"FAILED {job.id}: {error}")
         return "failed"
     seconds = round(time.perf_counter() - started, 2)
     head = {"job": job.id, "kind": job.kind, "labels": job.labels, "spec": job.describe()}
-    _record(grid.result_path(job), {**head, "seconds": seconds, "time": now(), **record})
+    write_json(grid.result_path(job), {**head, "seconds": seconds, "time": now(), **record})
     log_event(grid, "done", job, seconds=seconds)
     return "done"
 
@@ -414,7 +408,7 @@ def run_ray(
                     except ray.exceptions.RayError as exc:  # the worker died more often than retries allow
                         error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
                         failure = {"job": job.id, "labels": job.labels, "error": error, "traceback": str(exc)}
-                        _record(grid.error_path(job), {**failure, "time": now()})
+                        write_json(grid.error_path(job), {**failure, "time": now()})
                         log_event(grid, "failed", job, error=error)
                         status = "failed"
                     if status == "failed":

@@ -21,9 +21,11 @@ def cache_dir() -> Path:
 
 
 def write_json(path: str | Path, data) -> None:
-    """Write ``data`` as UTF-8 JSON atomically (a temporary file of this process, then a rename): a
-    reader sees the old file or the new one, and two processes writing at once never mix."""
+    """Write ``data`` as UTF-8 JSON atomically (a temporary file of this process, then a rename), its
+    folder created if need be: a reader sees the old file or the new one, and two processes writing at
+    once never mix."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)

@@ -35,7 +35,7 @@ from .config import DataConfig, RunConfig, build, merge, read_yaml
 from .cost import Throughput, dev_evaluations, estimated_tokens, run_epochs, run_seconds
 from .errors import NAME_PATTERN, ConfigError, HubUnavailable, check_keys, first_line, suggest
 from .executors import RayExecutor, parse_executor
-from .files import dump_yaml
+from .files import dump_yaml, write_json
 from .locks import Lock
 from .modes import BASELINES, GRID_MODES, MODE_NAMES, get_mode
 from .tasks import BUILTIN, TaskRegistry
@@ -165,7 +165,7 @@ class Grid:
                 labels = {k: v for k, v in record.get("labels", {}).items() if k != "questions"}
                 if job.labels.get("questions"):
                     labels["questions"] = job.labels["questions"]
-                _write(self.result_path(job), {**record, "labels": labels})
+                write_json(self.result_path(job), {**record, "labels": labels})
                 changed += 1
         return changed
 
@@ -593,13 +593,6 @@ def load_grid(path: str | Path, results_dir: str | Path | None = None) -> Grid:
 # -- running -----------------------------------------------------------------------------------------
 
 
-def _write(path: Path, data: dict) -> None:
-    from .pipeline import write_json
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, data)
-
-
 def run_grid(
     grid: Grid,
     retry_failed: bool = False,
@@ -781,7 +774,7 @@ def plan(grid: Grid, count: bool = True, questions: tuple[str, ...] | None = Non
                 row["estimate_seconds"] = run_seconds(row["train_tokens"], row["eval_tokens"], kind, rates)
         rows.append(row)
     if count:
-        _write(cache_path, cache)
+        write_json(cache_path, cache)
     return rows
 
 
@@ -862,5 +855,5 @@ def probe(grid: Grid, steps: int = 50, echo=print) -> dict:
             "steps": trained.last.steps,
         }
     grid.results_dir.mkdir(parents=True, exist_ok=True)
-    _write(grid.results_dir / "plan-probe.json", out)
+    write_json(grid.results_dir / "plan-probe.json", out)
     return out

@@ -1,7 +1,7 @@
 """How a grid's jobs run: one after another in this process (the default), or as Ray tasks.
 
 Both executors get the jobs still to do, in the grid's order (a job's needs come first), run each
-one through :func:`adapterxl.grid.attempt` (its record, its error record, its events) and return
+one through :func:`attempt` (its record, its error record, its events) and return
 the count of jobs by final status. A job whose need failed, or is not finished and not to be run
 here, is *blocked*: logged, not run.
 
@@ -207,10 +207,17 @@ def attempt(grid: Grid, job: Job, echo=print) -> str:
 # -- the local runner --------------------------------------------------------------------------------
 
 
-def _blocking(grid: Grid, job: Job, outcome: dict[str, str], coming: set[str]) -> list[str] | None:
+def _outcomes_before(grid: Grid, todo: list[Job]) -> dict[str, str]:
+    """The status of every job ``todo`` needs that is not itself to do: read once, before the first
+    job (the results folder is locked, so it cannot change meanwhile)."""
+    ids = {j.id for j in todo}
+    return {n: grid.status(grid.job(n)) for j in todo for n in j.needs if n not in ids}
+
+
+def _blocking(job: Job, outcome: dict[str, str], coming: set[str]) -> list[str] | None:
     """The needs that block ``job`` (failed, blocked, or not finished and not coming), None when
     it can start now, [] when it must wait for needs still coming."""
-    missing = [n for n in job.needs if outcome.get(n, grid.status(grid.job(n))) != "done"]
+    missing = [n for n in job.needs if outcome.get(n) != "done"]
     blocked = [n for n in missing if n not in coming or outcome.get(n) in ("failed", "blocked")]
     if blocked:
         return blocked
@@ -231,9 +238,9 @@ def _bar(grid: Grid, total: int, progress: bool):
 def run_local(grid: Grid, todo: list[Job], counts: Counter, echo, progress: bool) -> dict[str, int]:
     """Run ``todo`` one after another in this process."""
     bar = _bar(grid, len(todo), progress)
-    outcome: dict[str, str] = {}
+    outcome = _outcomes_before(grid, todo)
     for n, job in enumerate(todo):
-        blocked = _blocking(grid, job, outcome, set())
+        blocked = _blocking(job, outcome, set())
         if blocked:
             counts["blocked"] += 1
             outcome[job.id] = "blocked"
@@ -335,16 +342,17 @@ def run_ray(
     ray = _import_ray()
     started_here = _connect(ray, executor, echo)
     try:
-        cluster_gpus = ray.cluster_resources().get("GPU", 0)
-        for kind in KINDS:
+        resources = ray.cluster_resources()
+        cluster_cpus, cluster_gpus = resources.get("CPU", 0), resources.get("GPU", 0)
+        kinds = {j.kind for j in todo}
+        for kind in (k for k in KINDS if k in kinds):
             need = executor.resources(kind, cluster_gpus)
-            if need["num_gpus"] > cluster_gpus or need["num_cpus"] > ray.cluster_resources().get("CPU", 0):
-                if any(j.kind == kind for j in todo):
-                    raise ConfigError(
-                        f"executor: a {kind} job needs {need['num_cpus']:g} CPUs and {need['num_gpus']:g} GPUs, but "
-                        f"the Ray cluster has {ray.cluster_resources().get('CPU', 0):g} CPUs and {cluster_gpus:g} "
-                        "GPUs: it would wait forever; lower executor.cpus / gpus"
-                    )
+            if need["num_gpus"] > cluster_gpus or need["num_cpus"] > cluster_cpus:
+                raise ConfigError(
+                    f"executor: a {kind} job needs {need['num_cpus']:g} CPUs and {need['num_gpus']:g} GPUs, but "
+                    f"the Ray cluster has {cluster_cpus:g} CPUs and {cluster_gpus:g} GPUs: it would wait forever; "
+                    "lower executor.cpus / gpus"
+                )
         # a GPU job gets a fresh worker process, which frees its GPU memory when it ends
         tasks = {False: ray.remote(_ray_job), True: ray.remote(max_calls=1)(_ray_job)}
         grid_ref = ray.put(grid)
@@ -353,7 +361,7 @@ def run_ray(
         coming = {j.id for j in todo}
         waiting = list(todo)
         inflight: dict[Any, Job] = {}
-        outcome: dict[str, str] = {}
+        outcome = _outcomes_before(grid, todo)
         events = _Events(grid.results_dir / "events.jsonl")
         bar = _bar(grid, len(todo), progress)
         lines = progress and bar.disable and console.level() != "quiet"  # no bar (a pipe, a log file): a line per job
@@ -372,7 +380,7 @@ def run_ray(
             while changed:
                 changed = False
                 for job in list(waiting):
-                    blocked = _blocking(grid, job, outcome, coming)
+                    blocked = _blocking(job, outcome, coming)
                     if blocked:
                         waiting.remove(job)
                         log_event(grid, "blocked", job, needs=blocked)

@@ -34,7 +34,7 @@ from typing import Any
 from .config import DataConfig, RunConfig, build, merge, read_yaml
 from .cost import Throughput, dev_evaluations, estimated_tokens, run_epochs, run_seconds
 from .errors import NAME_PATTERN, ConfigError, HubUnavailable, check_keys, first_line, suggest
-from .executors import RayExecutor, parse_executor
+from .executors import RayExecutor, parse_executor, run_local, run_ray
 from .files import dump_yaml, write_json
 from .locks import Lock
 from .modes import BASELINES, GRID_MODES, MODE_NAMES, get_mode
@@ -611,8 +611,6 @@ def run_grid(
     Jobs run one after another in this process, or as Ray tasks (:mod:`adapterxl.executors`) when
     the grid's ``executor:`` says so or ``ray`` is given: True (a Ray instance on this machine, or
     the grid's address), ``"auto"`` or a cluster address."""
-    from .executors import RayExecutor, run_local, run_ray
-
     stale = grid.stale()
     if stale:
         listing = "; ".join(f"{j}: {', '.join(keys[:4])}" for j, keys in list(stale.items())[:5])
@@ -646,14 +644,15 @@ def _prepare(grid: Grid, mine: list[Job], retry_failed: bool, echo) -> tuple[lis
     grid.clean(echo)
     (grid.results_dir / "grid.yaml").write_text(dump_yaml(grid.source), encoding="utf-8")
     grid.relabel()
-    todo = [j for j in mine if grid.status(j) == "pending" or (retry_failed and grid.status(j) == "failed")]
+    status = {j.id: grid.status(j) for j in grid.jobs}  # each record read once
+    todo = [j for j in mine if status[j.id] == "pending" or (retry_failed and status[j.id] == "failed")]
     # Every run that can start (its needs done or to do here) is checked before the first trains.
-    will_exist = {j.id for j in grid.jobs if grid.status(j) == "done"} | {j.id for j in todo}
+    will_exist = {j.id for j in grid.jobs if status[j.id] == "done"} | {j.id for j in todo}
     check_runs([j.config for j in todo if j.config is not None and set(j.needs) <= will_exist], check_data_files=True)
     counts = Counter(
-        done=sum(grid.status(j) == "done" for j in mine), failed=0, blocked=0, skipped=len(grid.jobs) - len(mine)
+        done=sum(status[j.id] == "done" for j in mine), failed=0, blocked=0, skipped=len(grid.jobs) - len(mine)
     )
-    previously_failed = [j for j in mine if grid.status(j) == "failed" and j not in todo]
+    previously_failed = [j for j in mine if status[j.id] == "failed" and j not in todo]
     counts["failed"] += len(previously_failed)
     if previously_failed:
         echo(f"{len(previously_failed)} job(s) failed before (see jobs/*.error.json); --retry-failed runs them again")
@@ -809,7 +808,6 @@ def probe(grid: Grid, steps: int = 50, echo=print) -> dict:
     before training (model and data loading, tokenization), training tokens per second over
     ``steps`` steps and evaluation tokens per second. Saved as ``plan-probe.json``, which
     :func:`plan` uses for jobs that no finished job has measured. Trains nothing that is kept."""
-    import dataclasses
     import tempfile
 
     from .pipeline import evaluate_stage, prepare, train_stage

@@ -183,19 +183,16 @@ def makespan(seconds: dict[str, float], needs: dict[str, list[str]], workers: in
     free = [0.0] * workers  # when each slot is next free (a heap)
     waiting = list(order)
     now = 0.0
-    running: list[tuple[float, str]] = []
     while waiting:
         ready = [j for j in waiting if all(n in end and end[n] <= now for n in needs.get(j, ()) if n in seconds)]
-        slot_free = free[0] <= now
-        if ready and slot_free:
+        if ready and free[0] <= now:
             job = ready[0]
             waiting.remove(job)
-            heapq.heapreplace(free, now + seconds[job])
             end[job] = now + seconds[job]
-            heapq.heappush(running, (end[job], job))
+            heapq.heapreplace(free, end[job])
             continue
-        # advance to the next moment something changes: a slot frees or a job ends
-        later = [t for t in (free[0], *(e for e, _ in running)) if t > now]
+        # advance to the next moment something changes: a job ends (its slot frees)
+        later = [t for t in free if t > now]
         if not later:
             raise ValueError(f"jobs {waiting[:3]} need jobs that never run: a cycle or an unknown order")
         now = min(later)

@@ -374,14 +374,10 @@ def compare(
     for estimator in [*estimates["scores"], "combined"]:
         ranking = rankings.get(estimator) or sorted(names, key=lambda c: -estimates["scores"][estimator][c])
         row: dict[str, Any] = {"top": [c for c in ranking if c in gains][:3]}
-        if estimator != "combined":
-            scores = estimates["scores"][estimator]
-            rho, p = spearmanr([scores[c] for c in names], [gains[c] for c in names])
-            row["rho"], row["p"] = (None, None) if np.isnan(rho) else (float(rho), float(p))
-        else:
-            position = {c: ranking.index(c) for c in names}
-            rho, p = spearmanr([-position[c] for c in names], [gains[c] for c in names])
-            row["rho"], row["p"] = (None, None) if np.isnan(rho) else (float(rho), float(p))
+        # the combined ranking has no score of its own: its order is the score
+        scores = {c: -ranking.index(c) for c in names} if estimator == "combined" else estimates["scores"][estimator]
+        rho, p = spearmanr([scores[c] for c in names], [gains[c] for c in names])
+        row["rho"], row["p"] = (None, None) if np.isnan(rho) else (float(rho), float(p))
         row["regret@1"] = regret(ranking, gains, 1)
         row["regret@3"] = regret(ranking, gains, 3)
         if language_gains and estimator != "combined":

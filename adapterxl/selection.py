@@ -271,6 +271,10 @@ def select(
             f"select: the candidates were trained on different backbones ({listing}): their features are not "
             "comparable; give candidates of one backbone"
         )
+    unconfigured = [name for name, e in entries.items() if not e.manifest.config]
+    if unconfigured:
+        raise ConfigError(f"select: store entries {unconfigured} have no run config in their manifest: TextEmb needs "
+                          "their training data; retrain them with adapterxl, or leave them out")  # fmt: skip
     target_task = tasks.get(target)
     if target_task.kind == "retrieval":
         raise ConfigError(f"select: {target!r} is a retrieval task; give a trained target task (xnli, panx, ...)")
@@ -296,8 +300,6 @@ def select(
     target_mean = plain.mean(0)
     for name, entry in entries.items():
         registry = _registry_of(entry, tasks)
-        if not entry.manifest.config:
-            raise ConfigError(f"select: store entry {name!r} has no run config in its manifest: TextEmb needs its data")
         config = RunConfig.from_dict(entry.manifest.config, f"store entry {name}", registry)
         means = []
         for task_name in config.tasks:
